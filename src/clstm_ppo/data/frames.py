@@ -48,7 +48,9 @@ OPTIONAL_QUOTE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _line(position: int, first_line: int) -> int:
+def _line(position: int, first_line: int | np.ndarray) -> int:
+    if isinstance(first_line, np.ndarray):
+        return int(first_line[position])
     return position + first_line
 
 
@@ -61,13 +63,14 @@ def validate_bars(
     frame: pd.DataFrame,
     origin: str,
     required: Sequence[str] = BAR_COLUMNS,
-    first_line: int = 2,
+    first_line: int | np.ndarray = 2,
 ) -> pd.DataFrame:
     """Check a bar frame in file order and return it unchanged.
 
     ``frame`` must still be in the order of the file, indexed by position or by date, so that the
     row numbers in the errors point at the file's lines. ``first_line`` is the line of the first
-    data row (2 for a CSV with one header line).
+    data row (2 for a CSV with one header line), or an array giving each row's file line when the
+    rows are a subset of the file (one symbol of a multi-symbol file).
     """
     if len(frame) == 0:
         raise DataError(f"{origin}: no data rows")
@@ -125,7 +128,9 @@ def validate_bars(
     return frame
 
 
-def validate_quotes(frame: pd.DataFrame, origin: str, first_line: int = 2) -> pd.DataFrame:
+def validate_quotes(
+    frame: pd.DataFrame, origin: str, first_line: int | np.ndarray = 2
+) -> pd.DataFrame:
     """Check an option-quote frame (rows in file order) and return it unchanged."""
     if len(frame) == 0:
         raise DataError(f"{origin}: no option quotes")

@@ -1,0 +1,4 @@
+from clstm_ppo.cli import main
+import sys
+
+sys.exit(main())

@@ -1,0 +1,188 @@
+"""The ``clstm-ppo`` command line.
+
+Every user error (bad flag, bad file, bad config) is printed as one line on stderr with exit code
+2; tracebacks are kept for real bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from clstm_ppo.config import Config, load_config, parse_override
+from clstm_ppo.errors import ConfigError, UserError
+
+PROG = "clstm-ppo"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (naming the flag) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date in YYYY-MM-DD form: {text!r}") from None
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML file overriding the paper defaults")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set ppo.learning_rate=1e-4 (repeatable)",
+    )
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source",
+        choices=["bundled", "csv", "alpaca", "synthetic"],
+        help="data source (config data.source; default bundled)",
+    )
+    parser.add_argument(
+        "--symbol", help="symbol (bundled: SPX, NASDAQ, VIX; synthetic: gbm, heston)"
+    )
+    parser.add_argument("--path", type=Path, help="CSV/Parquet file or folder for --source csv")
+
+
+def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
+    """Defaults < --config FILE < --set KEY=VALUE < dedicated flags."""
+    overrides: dict[str, Any] = dict(parse_override(item) for item in args.overrides)
+    for flag, key in (("source", "data.source"), ("symbol", "data.symbol"), ("path", "data.path")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[key] = str(value)
+    overrides.update(extra or {})
+    return load_config(args.config, overrides)
+
+
+def _load_market(config: Config, args: argparse.Namespace):  # noqa: ANN202
+    from clstm_ppo.data.market import load_bars
+
+    data = config.data
+    return load_bars(
+        data.source,
+        symbol=data.symbol,
+        path=data.path,
+        cache_dir=data.cache_dir,
+        start=getattr(args, "start", None),
+        end=getattr(args, "end", None),
+        seed=config.train.seed,
+    )
+
+
+def _print_fields(console: Console, rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        console.print(f"[bold]{name:<{width}}[/bold]  {value}", highlight=False, soft_wrap=True)
+
+
+def _cmd_data_show(args: argparse.Namespace, console: Console) -> int:
+    from clstm_ppo.data.splits import describe_splits
+
+    config = config_from_args(args)
+    market = _load_market(config, args)
+    rows: list[tuple[str, str]] = [
+        ("symbol", market.symbol),
+        ("source", f"{market.source} ({market.origin})"),
+        ("rows", str(len(market.bars))),
+        ("first date", str(market.first_date.date())),
+        ("last date", str(market.last_date.date())),
+        ("columns", ", ".join(market.bars.columns)),
+    ]
+    for split in describe_splits(market, config.data.splits):
+        covered = (
+            f"{split.first_date.date()}..{split.last_date.date()}" if split.rows else "no rows"
+        )
+        rows.append(
+            (
+                f"split {split.name}",
+                f"{split.start.date()}..{split.end.date()}: {split.rows} rows ({covered})",
+            )
+        )
+    rows.extend(("note", note) for note in market.notes)
+    _print_fields(console, rows)
+    return 0
+
+
+def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
+    from clstm_ppo.data.alpaca import fetch_to_cache
+
+    if args.source != "alpaca":
+        raise ConfigError(f"--source {args.source}: only 'alpaca' downloads; other sources are local")
+    config = config_from_args(argparse.Namespace(**{**vars(args), "source": None}))
+    paths = fetch_to_cache(
+        args.kind, args.symbols, args.start, args.end, config.data.cache_dir, args.env_file
+    )
+    for path in paths:
+        console.print(f"cached {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Train and evaluate cascaded-LSTM PPO agents that trade US equity options.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = commands.add_parser("data", help="inspect and download market data")
+    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+
+    show = data_commands.add_parser(
+        "show", help="print a series' rows, date range, split boundaries and source"
+    )
+    _add_data_flags(show)
+    _add_config_flags(show)
+    show.set_defaults(handler=_cmd_data_show)
+
+    fetch = data_commands.add_parser("fetch", help="download from Alpaca into the Parquet cache")
+    fetch.add_argument("--source", choices=["alpaca"], default="alpaca", help="download source")
+    fetch.add_argument(
+        "--kind",
+        choices=["bars", "chain", "option-bars"],
+        default="bars",
+        help="stock bars, option chain snapshot, or historical option bars (from 2024-02)",
+    )
+    fetch.add_argument("--symbols", nargs="+", required=True, help="symbols to download")
+    fetch.add_argument("--start", type=_date, help="first date (YYYY-MM-DD)")
+    fetch.add_argument("--end", type=_date, help="last date (YYYY-MM-DD)")
+    fetch.add_argument(
+        "--env-file", type=Path, default=Path(".env"), help="file with APCA_API_KEY_ID/SECRET"
+    )
+    _add_config_flags(fetch)
+    fetch.set_defaults(handler=_cmd_data_fetch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``clstm-ppo`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        return int(args.handler(args, console))
+    except UserError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

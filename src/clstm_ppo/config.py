@@ -1,0 +1,287 @@
+"""The one typed configuration of a run.
+
+Defaults are the paper's (Zou et al., arXiv 2212.02721). Precedence, lowest first: these
+defaults, a YAML file (``--config FILE``), then command-line flags. Every key is validated; a bad
+value, a wrong type or an unknown key is a :class:`~clstm_ppo.errors.ConfigError` whose one line
+names the key. :func:`config_hash` identifies the effective config in checkpoints and reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clstm_ppo.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class DateRange(_Section):
+    start: dt.date
+    """First calendar date of the range (inclusive)."""
+    end: dt.date
+    """Last calendar date of the range (inclusive)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRange:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class Splits(_Section):
+    train: DateRange = DateRange(start=dt.date(1999, 1, 1), end=dt.date(2012, 12, 31))
+    """Dates the agent learns from; also the only source of normalisation statistics."""
+    validation: DateRange = DateRange(start=dt.date(2013, 1, 1), end=dt.date(2015, 12, 31))
+    """Dates for model selection (best checkpoints, early stopping)."""
+    test: DateRange = DateRange(start=dt.date(2016, 1, 1), end=dt.date(2018, 12, 31))
+    """Dates never seen in training or selection; evaluation defaults to them."""
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Splits:
+        ordered = [("train", self.train), ("validation", self.validation), ("test", self.test)]
+        for i, (name_a, a) in enumerate(ordered):
+            for name_b, b in ordered[i + 1 :]:
+                if a.start <= b.end and b.start <= a.end:
+                    raise ValueError(
+                        f"splits '{name_a}' ({a.start}..{a.end}) and '{name_b}' "
+                        f"({b.start}..{b.end}) overlap"
+                    )
+        return self
+
+
+class DataConfig(_Section):
+    source: Literal["bundled", "csv", "alpaca", "synthetic"] = "bundled"
+    """Where daily bars come from. ``synthetic`` is used only when asked for, never as fallback."""
+    symbol: str | None = None
+    """Underlying symbol (bundled: SPX (default), NASDAQ; csv: needed only when a file holds
+    several symbols; synthetic: the model, gbm or heston)."""
+    path: Path | None = None
+    """CSV/Parquet file or folder for ``source: csv``."""
+    vix: str | None = "bundled:VIX"
+    """Implied-vol index for the at-the-money level (``bundled:VIX``, ``csv:PATH`` or null)."""
+    cache_dir: Path = Path(".cache/clstm_ppo")
+    """Parquet cache for downloads (Alpaca)."""
+    splits: Splits = Splits()
+    """Train / validation / test date ranges; they must not overlap."""
+
+
+class MarketConfig(_Section):
+    risk_free_rate: float = Field(0.02, ge=-0.05, le=0.25)
+    """Continuously compounded risk-free rate used for pricing (annual)."""
+    dividend_yield: float = Field(0.02, ge=0.0, le=0.25)
+    """Continuous dividend yield of the underlying (annual)."""
+    garch_iv_premium: float = Field(1.1, gt=0.0, le=5.0)
+    """Implied/forecast vol ratio applied to the GARCH forecast where no VIX exists."""
+    garch_min_history: int = Field(500, ge=100)
+    """Trading days of past returns required before the first GARCH fit."""
+    garch_refit_every: int = Field(21, ge=1)
+    """Refit the GARCH(1,1) parameters every this many trading days (expanding window)."""
+    skew: float = Field(-0.12, ge=-1.0, le=1.0)
+    """Slope of IV in standardised moneyness ln(K/F)/(atm*sqrt(tau)); negative = put skew."""
+    smile: float = Field(0.02, ge=0.0, le=1.0)
+    """Curvature of IV in standardised moneyness."""
+    long_run_vol: float = Field(0.2, gt=0.0, le=3.0)
+    """ATM vol that the term structure mean-reverts to at long expiries."""
+    term_reversion: float = Field(2.0, ge=0.0, le=50.0)
+    """Speed (per year) at which ATM vol reverts from the 30-day level to ``long_run_vol``."""
+    weekly_expiries: bool = True
+    """List weekly Friday expiries besides the monthly third Fridays."""
+    max_expiry_days: int = Field(400, ge=7)
+    """Longest listed expiry, in calendar days from the quote date."""
+    strike_range: float = Field(0.3, gt=0.0, le=1.0)
+    """Strikes listed within spot*(1 +/- strike_range)."""
+    spread_base: float = Field(0.03, ge=0.0, le=1.0)
+    """Bid-ask spread as a fraction of mid for an ATM 30-day option."""
+    spread_min: float = Field(0.05, ge=0.0)
+    """Smallest bid-ask spread in dollars (one tick each side of mid is typical)."""
+    spread_moneyness: float = Field(1.0, ge=0.0)
+    """Relative widening per standard deviation away from the money."""
+    spread_short_dated: float = Field(0.5, ge=0.0)
+    """Extra relative widening as sqrt(30 / days to expiry) grows for short-dated options."""
+
+
+class CostConfig(_Section):
+    commission_per_contract: float = Field(0.65, ge=0.0)
+    """Broker commission per option contract (USD)."""
+    occ_clearing_fee_per_contract: float = Field(0.02, ge=0.0)
+    """OCC clearing fee per contract (USD)."""
+    sec_fee_rate: float = Field(0.0, ge=0.0)
+    """SEC Section 31 fee per dollar of sale proceeds (sells only)."""
+    finra_taf_per_contract: float = Field(0.00329, ge=0.0)
+    """FINRA Trading Activity Fee per option contract sold (USD)."""
+    finra_taf_per_share: float = Field(0.000195, ge=0.0)
+    """FINRA Trading Activity Fee per share sold (USD)."""
+    slippage_impact: float = Field(0.1, ge=0.0)
+    """Slippage coefficient: extra fraction of the half-spread per sqrt(quantity / volume)."""
+
+
+class EnvConfig(_Section):
+    window: int = Field(30, ge=1, le=512)
+    """Lookback T: days of market features in each observation (paper: 30)."""
+    episode_length: int = Field(252, ge=2)
+    """Trading days per training episode."""
+    initial_capital: float = Field(1_000_000.0, gt=0.0)
+    """Starting cash in USD (paper: 1,000,000)."""
+    reward_scaling: float = Field(1e-4, gt=0.0)
+    """Reward = change in portfolio value x this (paper: 1e-4)."""
+    turbulence_percentile: float = Field(90.0, gt=0.0, le=100.0)
+    """Training-split percentile of the turbulence index above which only hold/close is allowed."""
+    turbulence_window: int = Field(252, ge=20)
+    """Trailing trading days in the turbulence covariance (past only)."""
+    enable_multi_leg: bool = False
+    """Use the 91-action multi-leg space instead of the legacy 31 actions."""
+
+
+class AgentConfig(_Section):
+    lstm_hidden: int = Field(128, ge=1)
+    """Stage-1 LSTM hidden size over the T-day window (paper: 128)."""
+    feature_dim: int = Field(128, ge=1)
+    """Stage-1 output features after Linear+Tanh (paper: 128)."""
+    policy_hidden: int = Field(512, ge=1)
+    """Stage-2 actor/critic LSTM hidden size (paper's best: 512)."""
+
+
+class PPOConfig(_Section):
+    learning_rate: float = Field(3e-4, gt=0.0, le=1.0)
+    """Adam learning rate (paper: 3e-4)."""
+    gamma: float = Field(0.99, gt=0.0, le=1.0)
+    """Discount factor."""
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0)
+    """GAE lambda."""
+    clip_coef: float = Field(0.2, gt=0.0, le=1.0)
+    """PPO surrogate clipping range."""
+    vf_coef: float = Field(0.5, ge=0.0)
+    """Value-loss weight."""
+    ent_coef: float = Field(0.01, ge=0.0)
+    """Entropy bonus weight."""
+    max_grad_norm: float = Field(0.5, gt=0.0)
+    """Global gradient-norm clip."""
+    rollout_length: int = Field(128, ge=1)
+    """Environment steps per environment between updates."""
+
+
+class TrainConfig(_Section):
+    seed: int = Field(0, ge=0)
+    """Base random seed (environments, torch, numpy)."""
+    episodes: int = Field(5000, ge=1)
+    """Completed training episodes to run."""
+    run_dir: Path = Path("runs")
+    """Folder that holds one sub-folder per run (checkpoints, logs, TensorBoard)."""
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    """Market data source and date splits."""
+    market: MarketConfig = MarketConfig()
+    """Option market model: rates, implied-vol surface, listed expiries and strikes, spreads."""
+    costs: CostConfig = CostConfig()
+    """Commissions, exchange/regulatory fees and slippage."""
+    env: EnvConfig = EnvConfig()
+    """Trading environment."""
+    agent: AgentConfig = AgentConfig()
+    """CLSTM network sizes."""
+    ppo: PPOConfig = PPOConfig()
+    """PPO hyperparameters."""
+    train: TrainConfig = TrainConfig()
+    """Training loop."""
+
+
+def _describe_error(error: ValidationError, origin: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif "input" in first and not isinstance(first["input"], Mapping):
+        message = f"{message} (got {first['input']!r})"
+    return f"{origin}: key '{key}': {message}"
+
+
+def _deep_update(target: dict[str, Any], updates: Mapping[str, Any]) -> None:
+    # Merge section by section so a file or flag that sets one date of a range keeps the other.
+    for key, value in updates.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = target
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def build_config(
+    values: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    origin: str = "config",
+) -> Config:
+    """Validate nested ``values`` with dotted-key ``overrides`` applied on top."""
+    merged = config_to_dict(Config())
+    _deep_update(merged, json.loads(json.dumps(dict(values or {}), default=str)))
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(merged, dotted, value)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(_describe_error(error, origin)) from None
+
+
+def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then dotted-key ``overrides``."""
+    values: Any = {}
+    origin = "config"
+    if path is not None:
+        origin = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}:{where} invalid YAML") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return build_config(values, overrides, origin=origin)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``--set key=value``; the value is read as YAML (numbers, booleans, dates, lists)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. ppo.learning_rate=1e-4")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain JSON-compatible form (dates and paths as strings), for files and checkpoints."""
+    return config.model_dump(mode="json")
+
+
+def config_hash(config: Config) -> str:
+    """Stable short hash of the effective config: canonical JSON, sorted keys, SHA-256."""
+    canonical = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,155 @@
+"""A user's daily bars from CSV or Parquet: one file, or a folder of them.
+
+Column names are matched case-insensitively with common vendor aliases (Yahoo ``Adj Close``,
+Compustat ``prccd``/``datadate``, DoltHub ``act_symbol``...). A file may hold one symbol or many
+(a ``ticker``/``symbol`` column); in a folder without such a column the file name is the symbol.
+Every file is validated in file order, so an error names the file line a user can open.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clstm_ppo.data.frames import BAR_COLUMNS, validate_bars
+from clstm_ppo.data.market import MarketData
+from clstm_ppo.errors import DataError
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "date": ("date", "datadate", "timestamp", "time", "day", "quote_date"),
+    "open": ("open", "prcod", "o"),
+    "high": ("high", "prchd", "h"),
+    "low": ("low", "prcld", "l"),
+    "close": ("close", "prccd", "c", "last"),
+    "volume": ("volume", "cshtrd", "v", "vol"),
+    "adj_close": ("adj_close", "adj close", "adjclose", "adjusted_close"),
+    "symbol": ("symbol", "ticker", "tic", "act_symbol", "underlying"),
+}
+_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+_DATE_FORMATS = ("ISO8601", "%m/%d/%Y", "%Y%m%d", "%d.%m.%Y")
+
+
+def _is_data_file(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(_SUFFIXES)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        if path.name.lower().endswith((".parquet", ".pq")):
+            return pd.read_parquet(path)
+        return pd.read_csv(path, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"{path}: cannot read as CSV/Parquet ({reason})") from None
+
+
+def _normalise_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    lookup = {str(c).strip().lower(): c for c in frame.columns}
+    renamed: dict[object, str] = {}
+    for canonical, aliases in _ALIASES.items():
+        for alias in aliases:
+            if alias in lookup and lookup[alias] not in renamed:
+                renamed[lookup[alias]] = canonical
+                break
+    frame = frame.rename(columns=renamed)
+    if "date" not in frame.columns:
+        raise DataError(f"{path}: missing required column 'date'")
+    return frame
+
+
+def _parse_dates(values: pd.Series, path: Path, lines: np.ndarray) -> pd.DatetimeIndex:
+    text = values.astype(str).str.strip()
+    for fmt in _DATE_FORMATS:
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+        if not parsed.isna().any():
+            break
+    else:
+        parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
+        bad = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise DataError(f"{path}: line {lines[bad]}: cannot parse date {text.iloc[bad]!r}")
+    index = pd.DatetimeIndex(parsed)
+    if index.tz is not None:
+        index = index.tz_convert("America/New_York").tz_localize(None)
+    return index.normalize().rename("date")
+
+
+def _bars_of(
+    frame: pd.DataFrame, path: Path, lines: np.ndarray, symbol: str, required: tuple[str, ...]
+) -> MarketData:
+    dates = _parse_dates(frame["date"], path, lines)
+    columns = [c for c in (*BAR_COLUMNS, "adj_close") if c in frame.columns]
+    bars = frame[columns].apply(pd.to_numeric, errors="coerce").astype(float)
+    bars.index = dates
+    validate_bars(bars, origin=str(path), required=required, first_line=lines)
+    return MarketData(symbol, bars, "csv", str(path))
+
+
+def _symbols_in(frame: pd.DataFrame) -> list[str]:
+    return sorted(frame["symbol"].astype(str).str.upper().unique().tolist())
+
+
+def _from_file(path: Path, symbol: str | None, required: tuple[str, ...]) -> MarketData:
+    frame = _normalise_columns(_read_table(path), path)
+    if len(frame) == 0:
+        raise DataError(f"{path}: no data rows")
+    lines = np.arange(len(frame)) + 2
+    if "symbol" not in frame.columns:
+        return _bars_of(frame, path, lines, (symbol or _stem(path)).upper(), required)
+    available = _symbols_in(frame)
+    if symbol is None:
+        if len(available) > 1:
+            shown = ", ".join(available[:8]) + (" ..." if len(available) > 8 else "")
+            raise DataError(
+                f"{path}: holds {len(available)} symbols ({shown}); choose one with --symbol"
+            )
+        symbol = available[0]
+    keep = (frame["symbol"].astype(str).str.upper() == symbol.upper()).to_numpy()
+    if not keep.any():
+        raise DataError(
+            f"{path}: unknown symbol {symbol!r} (available: {', '.join(available[:20])})"
+        )
+    return _bars_of(frame[keep], path, lines[keep], symbol.upper(), required)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in _SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def load_csv(
+    path: Path, symbol: str | None = None, required: tuple[str, ...] = BAR_COLUMNS
+) -> MarketData:
+    """Validated bars for ``symbol`` from a CSV/Parquet file or a folder of them.
+
+    ``required`` is narrowed to ``("close",)`` for index levels such as VIX that have no volume.
+    """
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_file():
+        return _from_file(path, symbol, required)
+    files = sorted(p for p in path.iterdir() if _is_data_file(p))
+    if not files:
+        raise DataError(f"{path}: folder holds no .csv, .csv.gz or .parquet files")
+    if symbol is not None:
+        named = [p for p in files if _stem(p).upper() == symbol.upper()]
+        if named:
+            return _from_file(named[0], symbol, required)
+    if symbol is None and len(files) > 1:
+        names = ", ".join(_stem(p) for p in files[:8])
+        raise DataError(f"{path}: holds {len(files)} files ({names}); choose one with --symbol")
+    for file in files:
+        try:
+            return _from_file(file, symbol, required)
+        except DataError as error:
+            if "unknown symbol" not in str(error):
+                raise
+    raise DataError(
+        f"{path}: unknown symbol {symbol!r}: not found in any of its {len(files)} files"
+    )
