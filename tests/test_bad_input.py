@@ -28,16 +28,44 @@ def _run(argv, capsys) -> str:
         ("", "empty file"),
         (HEADER, "no data rows"),
         ("date,open,high,low,volume\n2020-01-02,1,1,1,1\n", "missing required column 'close'"),
-        (HEADER + GOOD + "2020-01-03,100,101,99,,1000\n", "line 3 (2020-01-03): NaN in required column 'close'"),
-        (HEADER + GOOD + "2020-01-03,100,101,99,-5,1000\n", "line 3 (2020-01-03): price 'close' must be positive"),
-        (HEADER + GOOD + "2020-01-03,100,98,99,100,1000\n", "line 3 (2020-01-03): high 98 < low 99"),
+        (
+            HEADER + GOOD + "2020-01-03,100,101,99,,1000\n",
+            "line 3 (2020-01-03): NaN in required column 'close'",
+        ),
+        (
+            HEADER + GOOD + "2020-01-03,100,101,99,-5,1000\n",
+            "line 3 (2020-01-03): price 'close' must be positive",
+        ),
+        (
+            HEADER + GOOD + "2020-01-03,100,98,99,100,1000\n",
+            "line 3 (2020-01-03): high 98 < low 99",
+        ),
         (HEADER + GOOD + GOOD, "line 3: duplicate date 2020-01-02"),
-        (HEADER + "2020-01-03,100,101,99,100.5,1000\n" + GOOD, "line 3: dates not sorted ascending"),
-        (HEADER + GOOD + "2020-13-45,100,101,99,100.5,1000\n", "line 3: cannot parse date '2020-13-45'"),
-        (HEADER + GOOD + "2020-01-03,100,101,99,100.5,-7\n", "line 3 (2020-01-03): volume must be >= 0"),
+        (
+            HEADER + "2020-01-03,100,101,99,100.5,1000\n" + GOOD,
+            "line 3: dates not sorted ascending",
+        ),
+        (
+            HEADER + GOOD + "2020-13-45,100,101,99,100.5,1000\n",
+            "line 3: cannot parse date '2020-13-45'",
+        ),
+        (
+            HEADER + GOOD + "2020-01-03,100,101,99,100.5,-7\n",
+            "line 3 (2020-01-03): volume must be >= 0",
+        ),
     ],
-    ids=["empty", "header-only", "missing-column", "nan", "negative-price", "high-below-low",
-         "duplicate-date", "unsorted", "bad-date", "negative-volume"],
+    ids=[
+        "empty",
+        "header-only",
+        "missing-column",
+        "nan",
+        "negative-price",
+        "high-below-low",
+        "duplicate-date",
+        "unsorted",
+        "bad-date",
+        "negative-volume",
+    ],
 )
 def test_bad_csv(tmp_path, capsys, content, expected) -> None:
     path = tmp_path / "bars.csv"

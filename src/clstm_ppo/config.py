@@ -82,7 +82,7 @@ class MarketConfig(_Section):
     """Continuous dividend yield of the underlying (annual)."""
     garch_iv_premium: float = Field(1.1, gt=0.0, le=5.0)
     """Implied/forecast vol ratio applied to the GARCH forecast where no VIX exists."""
-    garch_min_history: int = Field(500, ge=100)
+    garch_min_history: int = Field(252, ge=100)
     """Trading days of past returns required before the first GARCH fit."""
     garch_refit_every: int = Field(21, ge=1)
     """Refit the GARCH(1,1) parameters every this many trading days (expanding window)."""
@@ -101,7 +101,9 @@ class MarketConfig(_Section):
     strike_range: float = Field(0.3, gt=0.0, le=1.0)
     """Strikes listed within spot*(1 +/- strike_range)."""
     spread_base: float = Field(0.03, ge=0.0, le=1.0)
-    """Bid-ask spread as a fraction of mid for an ATM 30-day option."""
+    """Bid-ask spread as a fraction of time value for an ATM 30-day option."""
+    spread_intrinsic: float = Field(0.01, ge=0.0, le=1.0)
+    """Extra spread as a fraction of intrinsic value (in-the-money options)."""
     spread_min: float = Field(0.05, ge=0.0)
     """Smallest bid-ask spread in dollars (one tick each side of mid is typical)."""
     spread_moneyness: float = Field(1.0, ge=0.0)
