@@ -70,7 +70,7 @@ def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = No
     return load_config(args.config, overrides)
 
 
-def _load_market(config: Config, args: argparse.Namespace):  # noqa: ANN202
+def _load_market(config: Config, args: argparse.Namespace):
     from clstm_ppo.data.market import load_bars
 
     data = config.data
@@ -123,7 +123,7 @@ def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
     from clstm_ppo.data.alpaca import fetch_to_cache
 
     if args.source != "alpaca":
-        raise ConfigError(f"--source {args.source}: only 'alpaca' downloads; other sources are local")
+        raise ConfigError(f"--source {args.source}: only 'alpaca' downloads; others are local")
     config = config_from_args(argparse.Namespace(**{**vars(args), "source": None}))
     paths = fetch_to_cache(
         args.kind, args.symbols, args.start, args.end, config.data.cache_dir, args.env_file

@@ -10,7 +10,8 @@ Spread model (the only place the spread enters; the cost model fills at these bi
 ``spread = max(spread_min, spread_base * time_value * (1 + spread_moneyness * |m|)
 * (1 + spread_short_dated * max(0, sqrt(30 / days) - 1)) + spread_intrinsic * intrinsic)``,
 with ``m`` the standardised moneyness (market makers quote the time value; the intrinsic part
-is hedged with the underlying, so it adds only a little); bid rounded down and ask up to the listing tick ($0.05 under $3, $0.10 above). So
+is hedged with the underlying, so it adds only a little); bid rounded down and ask up to the
+listing tick ($0.05 under $3, $0.10 above). So
 far-from-the-money, short-dated and cheap options have wider relative spreads, as in real
 markets. A worthless option quotes 0 bid.
 """
@@ -104,7 +105,7 @@ class OptionMarket:
         return int(priced[0])
 
     def day_index(self, date: pd.Timestamp | str) -> int:
-        """Position of trading day ``date``; a date outside the data is an error naming the range."""
+        """Position of trading day ``date``; a date outside the data names the data's range."""
         stamp = pd.Timestamp(date).normalize()
         position = self.dates.searchsorted(stamp)
         if position >= len(self.dates) or self.dates[position] != stamp:

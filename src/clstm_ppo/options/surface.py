@@ -89,7 +89,8 @@ def garch_forecast_vol(closes: np.ndarray, config: MarketConfig) -> tuple[np.nda
         mu, omega, alpha, beta = start_values
         last_day = min(fit_day + config.garch_refit_every, n_days)
         eps2 = (returns[: last_day - 1] - mu) ** 2
-        # sigma2[s] is the variance of returns[s]; sigma2[s + 1] = omega + alpha eps2[s] + beta sigma2[s]
+        # sigma2[s] is the variance of returns[s]:
+        # sigma2[s + 1] = omega + alpha eps2[s] + beta sigma2[s]
         drive = omega + alpha * eps2
         sigma2_next = lfilter([1.0], [1.0, -beta], drive, zi=[beta * _backcast(eps2)])[0]
         # On day d (index d in closes), the last return seen is returns[d - 1]; the one-step
