@@ -29,9 +29,7 @@ MAX_STRIKE_THOUSANDTHS = 99_999_999
 _ROOT = re.compile(r"[A-Z0-9]{1,6}")
 _TAIL = re.compile(r"(?P<date>\d{6})(?P<right>[CP])(?P<strike>\d{8})")
 # Anchored at both ends; the tail has a fixed width, so the root is whatever precedes it.
-_SYMBOL = re.compile(
-    r"^(?P<root>[A-Z0-9]{1,6}) *(?P<date>\d{6})(?P<right>[CP])(?P<strike>\d{8})$"
-)
+_SYMBOL = re.compile(r"^(?P<root>[A-Z0-9]{1,6}) *(?P<date>\d{6})(?P<right>[CP])(?P<strike>\d{8})$")
 
 
 @dataclass(frozen=True)
@@ -53,9 +51,10 @@ class OccSymbol:
         if not 2000 <= self.expiry.year <= 2099:
             raise DataError(f"OCC symbol expiry {self.expiry}: year must be 2000-2099")
         thousandths = self.strike * 1000
-        if not (0 < thousandths <= MAX_STRIKE_THOUSANDTHS) or abs(
-            thousandths - round(thousandths)
-        ) > 1e-6:
+        if (
+            not (0 < thousandths <= MAX_STRIKE_THOUSANDTHS)
+            or abs(thousandths - round(thousandths)) > 1e-6
+        ):
             raise DataError(
                 f"OCC symbol strike {self.strike!r}: must be positive, below 100000 and a "
                 "whole number of thousandths of a dollar"
@@ -63,9 +62,7 @@ class OccSymbol:
 
     def format(self) -> str:
         """The compact OCC string (no padding), e.g. ``SPXW240119C04700000``."""
-        return (
-            f"{self.root}{self.expiry:%y%m%d}{self.right}{round(self.strike * 1000):08d}"
-        )
+        return f"{self.root}{self.expiry:%y%m%d}{self.right}{round(self.strike * 1000):08d}"
 
     def format_osi(self) -> str:
         """The 21-character OSI string with the root space-padded to six characters."""
@@ -117,7 +114,7 @@ def parse_occ(symbol: str) -> OccSymbol:
         if right not in ("C", "P"):
             raise DataError(
                 f"OCC symbol {symbol!r}: right {right!r} at position {len(head) + 7} "
-                "must be 'C' or 'P'"
+                "must be 'C' or 'P' (the last 15 characters are yymmdd, C/P, 8-digit strike)"
             )
         if not tail[:6].isdigit():
             raise DataError(f"OCC symbol {symbol!r}: expiry {tail[:6]!r} must be six digits")
