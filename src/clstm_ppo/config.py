@@ -67,8 +67,9 @@ class DataConfig(_Section):
     several symbols; synthetic: the model, gbm or heston)."""
     path: Path | None = None
     """CSV/Parquet file or folder for ``source: csv``."""
-    vix: str | None = "bundled:VIX"
-    """Implied-vol index for the at-the-money level (``bundled:VIX``, ``csv:PATH`` or null)."""
+    vix: str | None = "auto"
+    """Implied-vol index that sets the ATM level (``bundled:VIX``, ``csv:PATH``, or null for a
+    GARCH forecast only). ``auto``: the bundled VIX for the bundled SPX, none otherwise."""
     cache_dir: Path = Path(".cache/clstm_ppo")
     """Parquet cache for downloads (Alpaca)."""
     splits: Splits = Splits()

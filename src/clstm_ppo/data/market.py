@@ -115,6 +115,24 @@ def load_bars(
     raise DataError(f"unknown data source {source!r} (use one of {', '.join(SOURCES)})")
 
 
+def underlying_spec(source: str, symbol: str | None, path: Path | str | None) -> str:
+    """The ``SOURCE:ARGUMENT`` spec of a config's underlying."""
+    if source == "csv":
+        if path is None:
+            raise DataError("source csv: no file given (set data.path or --path)")
+        return f"csv:{path}" + (f"#{symbol}" if symbol else "")
+    default = {"bundled": "SPX", "synthetic": "gbm"}.get(source, "")
+    return f"{source}:{symbol or default}"
+
+
+def vix_spec(vix: str | None, source: str, symbol: str | None) -> str | None:
+    """Resolve ``data.vix``: ``auto`` is the bundled VIX for the bundled SPX, else none."""
+    if vix != "auto":
+        return vix
+    is_spx = source == "bundled" and (symbol or "SPX").upper() in ("SPX", "SP500", "^GSPC")
+    return "bundled:VIX" if is_spx else None
+
+
 def load_spec(spec: str, **kwargs: Any) -> MarketData:
     """``load_bars`` from a ``SOURCE:ARGUMENT`` spec such as ``bundled:SPX`` or ``csv:PATH``."""
     source, argument = parse_spec(spec)
