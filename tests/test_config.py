@@ -34,6 +34,7 @@ def test_every_field_has_a_docstring() -> None:
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no docstring"
             annotation = field.annotation
+            # CostModel is a dataclass; tests/test_costs.py checks its field docstrings.
             if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
                 walk(annotation)
 
@@ -65,6 +66,8 @@ def test_partial_split_override_keeps_the_other_date() -> None:
         ({"data.splits.validation.start": "2012-06-01"}, "data.splits", "overlap"),
         ({"data.splits.test.end": "2015-01-01"}, "data.splits.test", "before start"),
         ({"data.source": "yahoo"}, "data.source", "bundled"),
+        ({"costs.comission_per_contract": 1.0}, "costs.comission_per_contract", "unknown key"),
+        ({"costs.sec_fee_rate": "cheap"}, "costs.sec_fee_rate", "valid number"),
     ],
 )
 def test_bad_values_name_the_key(overrides, key, fragment) -> None:
@@ -74,6 +77,11 @@ def test_bad_values_name_the_key(overrides, key, fragment) -> None:
     assert f"key '{key}'" in message
     assert fragment in message
     assert "\n" not in message
+
+
+def test_negative_fee_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"costs\.commission_per_contract must be >= 0"):
+        build_config(overrides={"costs.commission_per_contract": -0.65})
 
 
 def test_unknown_key_in_yaml_names_file_and_key(tmp_path) -> None:

@@ -70,7 +70,7 @@ def test_vix_days_use_vix_and_garch_fills_earlier_days(spx_market) -> None:
     day = spx_market.day_index("2016-01-04")
     assert levels.source[day] == "vix"
     vix_close = load_bundled("VIX").bars.loc["2016-01-04", "close"]
-    assert levels.vol_30d[day] == pytest.approx(vix_close / 100.0)
+    assert levels.vol_30d[day] == pytest.approx(vix_close / 100.0 * MarketConfig().vix_atm_ratio)
     early = spx_market.day_index("2008-10-10")
     assert levels.source[early] == "garch"
     assert levels.vol_30d[early] > 0.4  # the October 2008 crash

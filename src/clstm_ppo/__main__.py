@@ -1,4 +1,5 @@
-from clstm_ppo.cli import main
 import sys
+
+from clstm_ppo.cli import main
 
 sys.exit(main())

@@ -1,7 +1,8 @@
 """Implied-volatility surface per trading day, from the past only.
 
 At-the-money 30-day level:
-- VIX / 100 on days where the implied-vol index has a close (the market's own 30-day IV);
+- ``vix_atm_ratio`` x VIX / 100 on days where the implied-vol index has a close (the market's
+  own 30-day implied vol; VIX includes the skew, so ATM vol is a little below it);
 - otherwise a GARCH(1,1) forecast from the ``arch`` package: parameters refitted every
   ``garch_refit_every`` days on an expanding window of past log returns (the first fit after
   ``garch_min_history`` days), the conditional variance filtered forward with the latest fitted
@@ -116,7 +117,7 @@ def atm_levels(closes: pd.Series, vix: pd.Series | None, config: MarketConfig) -
     level = garch * config.garch_iv_premium
     source = np.where(np.isnan(level), "", "garch").astype(object)
     if vix is not None:
-        same_day = vix.reindex(dates).to_numpy(dtype=float) / 100.0
+        same_day = vix.reindex(dates).to_numpy(dtype=float) / 100.0 * config.vix_atm_ratio
         has_vix = ~np.isnan(same_day)
         level = np.where(has_vix, same_day, level)
         source[has_vix] = "vix"
