@@ -128,7 +128,11 @@ def main() -> None:
     rows = [evaluate_case(case, MarketConfig()) for case in _cases(args.shared)]
     table = pd.DataFrame(rows)
     if args.markdown:
-        print(table.to_markdown(index=False, floatfmt=".3f"))
+        print("| " + " | ".join(table.columns) + " |")
+        print("|" + "---|" * len(table.columns))
+        for row in table.itertuples(index=False):
+            cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
+            print("| " + " | ".join(cells) + " |")
     else:
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(table.to_string(index=False))

@@ -117,3 +117,37 @@ def test_console_script_reports_one_line(tmp_path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "high 98 < low 99" in result.stderr
+
+
+QUOTES_HEADER = (
+    "symbol,exchange,company_name,date,stock_price_close,option_symbol,option_expiration,"
+    "strike,call/put,style,ask,bid,mean_price,settlement,iv,volume,open_interest,"
+    "stock_price_for_iv,forward_price,isinterpolated,delta,vega,gamma,theta,rho\n"
+)
+
+
+def _quote_row(bid: float, ask: float) -> str:
+    return (
+        f"SPX,CBOE,S&P 500,01/03/2011,1271.87,SPX   110122C01275000,01/22/2011,1275,C,E,"
+        f"{ask},{bid},{(bid + ask) / 2},0,0.15,10,100,1271.87,1271.6,,0.5,1.2,0.001,-0.3,0.4\n"
+    )
+
+
+def test_crossed_quote_in_a_chain_file(tmp_path, capsys) -> None:
+    path = tmp_path / "chain.csv"
+    path.write_text(QUOTES_HEADER + _quote_row(20.0, 21.0) + _quote_row(22.5, 21.0))
+    err = _run(["data", "chain", "--replay", str(path), "--date", "2011-01-03"], capsys)
+    assert str(path) in err and "line 3" in err and "crossed quote" in err
+
+
+def test_missing_alpaca_keys(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("APCA_API_KEY_ID", raising=False)
+    monkeypatch.delenv("APCA_API_SECRET_KEY", raising=False)
+    argv = ["data", "fetch", "--symbols", "SPY", "--start", "2024-03-01", "--end", "2024-03-08"]
+    err = _run([*argv, "--env-file", str(tmp_path / ".env")], capsys)
+    assert "APCA_API_KEY_ID" in err
+
+
+def test_date_outside_the_data(capsys) -> None:
+    err = _run(["data", "chain", "--date", "2030-01-02"], capsys)
+    assert "2030-01-02" in err and "1999-01-04..2018-12-31" in err

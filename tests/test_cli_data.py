@@ -43,3 +43,12 @@ def test_specs_from_config_values() -> None:
     assert vix_spec("auto", "bundled", None) == "bundled:VIX"
     assert vix_spec("auto", "csv", "AAPL") is None  # VIX is the S&P 500's vol, not AAPL's
     assert vix_spec("csv:/v.csv", "csv", "SPY") == "csv:/v.csv"
+
+
+def test_data_chain_replays_real_quotes(shared_data, capsys) -> None:
+    path = shared_data / "options/spx_chain_ivolatility_2011-01-03_2011-01-07.csv.gz"
+    assert main(["data", "chain", "--replay", str(path), "--date", "2011-01-03"]) == 0
+    out = capsys.readouterr().out
+    assert "underlying  1271.87" in out
+    assert "recorded quotes" in out
+    assert "1936 over" in out  # 1,936 contracts quoted that day
