@@ -134,6 +134,14 @@ class EnvConfig(_Section):
     """Trailing trading days in the turbulence covariance (past only)."""
     enable_multi_leg: bool = False
     """Use the 91-action multi-leg space instead of the legacy 31 actions."""
+    contracts_per_trade: int = Field(1, ge=1, le=1000)
+    """Contracts per option leg of each opened structure (a butterfly's body trades twice this)."""
+    drawdown_penalty: float = Field(0.0, ge=0.0)
+    """Reward shaping, off by default: subtract this x the increase in drawdown (fraction of the
+    peak value) x initial capital x reward scaling."""
+    volatility_penalty: float = Field(0.0, ge=0.0)
+    """Reward shaping, off by default (Sharpe-style): subtract this x the squared daily return x
+    initial capital x reward scaling."""
 
 
 class AgentConfig(_Section):
@@ -275,6 +283,16 @@ def parse_override(text: str) -> tuple[str, Any]:
 def config_to_dict(config: Config) -> dict[str, Any]:
     """Plain JSON-compatible form (dates and paths as strings), for files and checkpoints."""
     return config.model_dump(mode="json")
+
+
+def config_key(config: Config, sections: set[str] | None = None) -> str:
+    """Canonical JSON of some sections (all by default): a cache key that round-trips through
+    :func:`config_from_key` (infinite fee caps survive, unlike pydantic's JSON)."""
+    return json.dumps(config.model_dump(mode="json", include=sections), sort_keys=True)
+
+
+def config_from_key(key: str) -> Config:
+    return Config.model_validate(json.loads(key))
 
 
 def config_hash(config: Config) -> str:

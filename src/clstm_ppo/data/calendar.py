@@ -65,11 +65,24 @@ def monthly_expiry(year: int, month: int) -> pd.Timestamp:
     return _on_or_before_session(pd.DatetimeIndex([third_friday]))[0]
 
 
+WEEKLY_HORIZON_DAYS = 45
+
+
+def expiration_calendar(
+    start: dt.date | pd.Timestamp, end: dt.date | pd.Timestamp
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Every Friday expiration from ``start`` to ``end`` (shifted before holidays) and whether it
+    is a monthly (third-Friday) contract; the table :func:`listed_expiries` filters per day."""
+    fridays = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="W-FRI")
+    monthly = np.asarray((fridays.day >= 15) & (fridays.day <= 21))
+    return _on_or_before_session(fridays), monthly
+
+
 def listed_expiries(
     as_of: dt.date | pd.Timestamp,
     max_days: int = 400,
     weeklies: bool = True,
-    weekly_horizon_days: int = 45,
+    weekly_horizon_days: int = WEEKLY_HORIZON_DAYS,
 ) -> pd.DatetimeIndex:
     """Expirations listed on ``as_of``: monthlies out to ``max_days`` calendar days, weeklies
     (other Fridays) out to ``weekly_horizon_days``, each moved to the previous session when the

@@ -1,0 +1,16 @@
+"""Options trading environments (Gymnasium), single and batched."""
+
+from gymnasium.envs.registration import register, registry
+
+from clstm_ppo.envs.single import MultiLegOptionsEnv, OptionsTradingEnv
+from clstm_ppo.envs.vector import BatchedOptionsEnv
+
+__all__ = ["BatchedOptionsEnv", "MultiLegOptionsEnv", "OptionsTradingEnv"]
+
+if "clstm_ppo/OptionsTrading-v0" not in registry:
+    register(
+        id="clstm_ppo/OptionsTrading-v0", entry_point="clstm_ppo.envs.single:OptionsTradingEnv"
+    )
+    register(
+        id="clstm_ppo/MultiLegOptions-v0", entry_point="clstm_ppo.envs.single:MultiLegOptionsEnv"
+    )

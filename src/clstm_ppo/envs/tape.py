@@ -1,0 +1,233 @@
+"""The market tape: everything about the market that the environments read, per trading day.
+
+Built once per (data, config) and shared by every environment: spot closes, the option market
+(implied-vol levels), technical indicators, the turbulence index, and the day ranges of the
+splits. Nothing here is computed with future data:
+
+- indicators come from ``stockstats`` (FinRL's library: MACD, RSI-30, CCI-30, DX-30, Bollinger
+  bands), all trailing windows / causal EWMs;
+- realised vol is a trailing 21-day standard deviation;
+- implied vol is the option market's 30-day ATM level (VIX or a past-only GARCH forecast);
+- turbulence (FinRL's definition) is the Mahalanobis distance of day ``t``'s vector (underlying
+  log return, log change of implied vol, log change of volume) from the mean of the trailing
+  ``turbulence_window`` days ``t - W .. t - 1`` under their covariance;
+- the turbulence threshold is a percentile of the index over the train split only;
+- feature normalisation uses the mean and standard deviation over the train split only.
+
+Feature columns (``FEATURE_NAMES``), z-scored and clipped to +-10:
+``log_return, macd, rsi, cci, adx, bollinger_pct_b, realised_vol, implied_vol, turbulence``
+(MACD is divided by the close so it is scale-free; turbulence enters as log1p).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import stockstats
+
+from clstm_ppo.config import Config, config_from_key, config_key
+from clstm_ppo.data.market import MarketData, load_spec, underlying_spec, vix_spec
+from clstm_ppo.data.splits import SPLIT_NAMES, split_range
+from clstm_ppo.errors import DataError
+from clstm_ppo.options.chain import OptionMarket, build_option_market
+
+FEATURE_NAMES = (
+    "log_return",
+    "macd",
+    "rsi",
+    "cci",
+    "adx",
+    "bollinger_pct_b",
+    "realised_vol",
+    "implied_vol",
+    "turbulence",
+)
+INDICATOR_WARMUP_DAYS = 60  # longest indicator lookback (30-day windows plus their smoothing)
+_CLIP = 10.0
+
+
+def indicator_frame(bars: pd.DataFrame) -> pd.DataFrame:
+    """Raw (unnormalised) technical indicators per day; causal by construction."""
+    frame = bars[["open", "high", "low", "close", "volume"]].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stockstats' own pandas deprecation noise
+        stats = stockstats.wrap(frame.copy())
+        close = frame["close"]
+        band = stats["boll_ub"] - stats["boll_lb"]
+        result = pd.DataFrame(
+            {
+                "log_return": np.log(close).diff(),
+                "macd": stats["macd"] / close,
+                "rsi": stats["rsi_30"],
+                "cci": stats["cci_30"],
+                "adx": stats["dx_30"],
+                "bollinger_pct_b": (close - stats["boll_lb"]) / band.where(band > 0),
+            },
+            index=bars.index,
+        )
+    result["realised_vol"] = result["log_return"].rolling(21).std() * np.sqrt(252)
+    return result
+
+
+def turbulence_index(vectors: np.ndarray, window: int) -> np.ndarray:
+    """Mahalanobis distance of each row from the trailing ``window`` rows before it (not itself).
+
+    Rolling means and covariances come from cumulative sums, so the whole history costs a few
+    array passes; rows with any NaN in their window get NaN.
+    """
+    n, k = vectors.shape
+    result = np.full(n, np.nan)
+    if n <= window:
+        return result
+    finite = np.isfinite(vectors).all(axis=1)
+    x = np.where(finite[:, None], vectors, 0.0)
+    c1 = np.vstack([np.zeros((1, k)), np.cumsum(x, axis=0)])
+    c2 = np.concatenate([np.zeros((1, k, k)), np.cumsum(x[:, :, None] * x[:, None, :], axis=0)])
+    bad = np.concatenate([[0], np.cumsum(~finite)])
+    days = np.arange(window, n)
+    total = c1[days] - c1[days - window]
+    mean = total / window
+    outer = c2[days] - c2[days - window]
+    cov = (outer - window * mean[:, :, None] * mean[:, None, :]) / (window - 1)
+    cov += np.eye(k) * 1e-12  # guards a flat window (e.g. constant volume)
+    diff = vectors[days] - mean
+    solved = np.linalg.solve(cov, diff[:, :, None])[:, :, 0]
+    distance = np.einsum("ij,ij->i", diff, solved)
+    window_clean = (bad[days] - bad[days - window]) == 0
+    result[days] = np.where(window_clean & finite[days], distance, np.nan)
+    return result
+
+
+@dataclass(frozen=True, eq=False)  # identity hashing: tapes key the per-process caches
+class MarketTape:
+    """Per-day market arrays shared by every environment built from the same data and config."""
+
+    dates: pd.DatetimeIndex
+    spot: np.ndarray
+    volume: np.ndarray
+    features: np.ndarray
+    """(days, len(FEATURE_NAMES)) float32, normalised with train-split statistics."""
+    raw_features: pd.DataFrame
+    turbulence: np.ndarray
+    turbulence_threshold: float
+    turbulent: np.ndarray
+    """True where turbulence is above the threshold: only hold and close are allowed."""
+    option_market: OptionMarket
+    first_usable_day: int
+    """First day with every feature and an implied-vol level (earlier days cannot be traded)."""
+    split_days: dict[str, tuple[int, int]]
+    """First and last day index of each split (inclusive), clipped to the usable days."""
+    normalisation: dict[str, list[float]]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def split_bounds(self, split: str) -> tuple[int, int]:
+        if split not in self.split_days:
+            raise DataError(f"split {split!r}: not usable in this data ({self._coverage()})")
+        return self.split_days[split]
+
+    def _coverage(self) -> str:
+        return ", ".join(
+            f"{name} {self.dates[a].date()}..{self.dates[b].date()}"
+            for name, (a, b) in self.split_days.items()
+        )
+
+
+def build_tape(market: MarketData, vix: MarketData | None, config: Config) -> MarketTape:
+    """Compute the tape of ``market`` (see the module docstring for every rule)."""
+    option_market = build_option_market(market, vix, config.market)
+    bars = market.bars
+    raw = indicator_frame(bars)
+    raw["implied_vol"] = option_market.levels.vol_30d
+    iv = option_market.levels.vol_30d
+    with np.errstate(divide="ignore", invalid="ignore"):
+        volume = bars["volume"].to_numpy(dtype=float)
+        vol_change = np.log(volume[1:] / volume[:-1])
+        iv_change = np.log(iv[1:] / iv[:-1])
+    vectors = np.column_stack([raw["log_return"].to_numpy()[1:], iv_change, vol_change])
+    if not np.isfinite(vol_change).any():  # an index without volume: drop that component
+        vectors = vectors[:, :2]
+    turbulence = np.concatenate([[np.nan], turbulence_index(vectors, config.env.turbulence_window)])
+    raw["turbulence"] = np.log1p(turbulence)
+
+    finite = np.isfinite(raw.to_numpy()).all(axis=1)
+    first_usable = int(np.argmax(finite)) if finite.any() else len(bars)
+    first_usable = max(first_usable, INDICATOR_WARMUP_DAYS, config.env.window - 1)
+    if first_usable >= len(bars):
+        raise DataError(
+            f"{market.origin}: not enough history for the indicators, implied vol and "
+            f"turbulence ({len(bars)} days)"
+        )
+
+    dates = pd.DatetimeIndex(bars.index)
+    split_days: dict[str, tuple[int, int]] = {}
+    for name in SPLIT_NAMES:
+        window = split_range(config.data.splits, name)
+        inside = np.flatnonzero(
+            (dates >= pd.Timestamp(window.start)) & (dates <= pd.Timestamp(window.end))
+        )
+        inside = inside[inside >= first_usable]
+        if inside.size >= 2:
+            split_days[name] = (int(inside[0]), int(inside[-1]))
+    if "train" not in split_days:
+        raise DataError(
+            f"data.splits.train: no usable day of {market.symbol} in "
+            f"{config.data.splits.train.start}..{config.data.splits.train.end} (data "
+            f"{dates[0].date()}..{dates[-1].date()}, usable from {dates[first_usable].date()})"
+        )
+    lo, hi = split_days["train"]
+    train = raw.iloc[lo : hi + 1]
+    mean = train.mean()
+    std = train.std().replace(0.0, 1.0)
+    normalised = ((raw - mean) / std).clip(-_CLIP, _CLIP).fillna(0.0)
+    train_turbulence = turbulence[lo : hi + 1]
+    threshold = float(np.nanpercentile(train_turbulence, config.env.turbulence_percentile))
+    turbulent = np.nan_to_num(turbulence, nan=0.0) > threshold
+    provenance = {
+        "data": market.provenance(),
+        "option_market": option_market.provenance,
+        "splits": {
+            name: {"first": str(dates[a].date()), "last": str(dates[b].date()), "days": b - a + 1}
+            for name, (a, b) in split_days.items()
+        },
+        "first_usable_day": str(dates[first_usable].date()),
+        "turbulence_threshold": threshold,
+    }
+    return MarketTape(
+        dates=dates,
+        spot=bars["close"].to_numpy(dtype=float),
+        volume=bars["volume"].to_numpy(dtype=float),
+        features=normalised[list(FEATURE_NAMES)].to_numpy(dtype=np.float32),
+        raw_features=raw[list(FEATURE_NAMES)],
+        turbulence=turbulence,
+        turbulence_threshold=threshold,
+        turbulent=turbulent,
+        option_market=option_market,
+        first_usable_day=first_usable,
+        split_days=split_days,
+        normalisation={"mean": mean.tolist(), "std": std.tolist()},
+        provenance=provenance,
+    )
+
+
+@lru_cache(maxsize=4)
+def _cached_tape(data_spec: str, vol_spec: str | None, config_json: str, seed: int) -> MarketTape:
+    config = config_from_key(config_json)
+    market = load_spec(data_spec, cache_dir=config.data.cache_dir, seed=seed)
+    vix = None if vol_spec is None else load_spec(vol_spec, required=("close",))
+    return build_tape(market, vix, config)
+
+
+def tape_for(config: Config, data: str | None = None) -> MarketTape:
+    """The tape of a config (or of an explicit ``data`` spec), built once per process."""
+    d = config.data
+    spec = data or underlying_spec(d.source, d.symbol, d.path)
+    source, _, argument = spec.partition(":")
+    symbol = argument if source == "bundled" else d.symbol
+    relevant = config_key(config, {"data", "market", "env"})
+    seed = config.train.seed if source == "synthetic" else 0  # only simulated data depends on it
+    return _cached_tape(spec, vix_spec(d.vix, source, symbol), relevant, seed)
