@@ -54,8 +54,7 @@ def encode(sim: OptionsSimulator, window: int) -> dict[str, np.ndarray]:
     """Batched observation of every account: arrays with a leading ``n_envs`` axis."""
     n = sim.n_envs
     capital = sim.initial_capital
-    lags = np.arange(window - 1, -1, -1)
-    market = sim.tape.features[sim.day[:, None] - lags[None, :]]
+    market = sim.tape.windows[sim.day]
 
     spot = sim.tape.spot[sim.day]
     account = np.stack(
@@ -92,7 +91,7 @@ def encode(sim: OptionsSimulator, window: int) -> dict[str, np.ndarray]:
     positions *= sim.active[:, :, None]
     portfolio = np.concatenate([account, positions.reshape(n, -1)], axis=1)
     return {
-        "market": market.astype(np.float32),
+        "market": market,
         "portfolio": np.clip(portfolio, -_PORTFOLIO_BOUND, _PORTFOLIO_BOUND).astype(np.float32),
         "action_mask": sim.mask.astype(np.int8),
     }

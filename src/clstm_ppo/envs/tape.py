@@ -11,8 +11,13 @@ splits. Nothing here is computed with future data:
 - turbulence (FinRL's definition) is the Mahalanobis distance of day ``t``'s vector (underlying
   log return, log change of implied vol, log change of volume) from the mean of the trailing
   ``turbulence_window`` days ``t - W .. t - 1`` under their covariance;
-- the turbulence threshold is a percentile of the index over the train split only;
-- feature normalisation uses the mean and standard deviation over the train split only.
+- the turbulence threshold is a percentile of the index over the train split only, and
+  expanding: on a train day it uses the train days up to that day, after the train split the
+  whole train split (so not even normalisation peeks ahead inside the train split);
+- feature normalisation likewise uses the mean and standard deviation of the train-split days up
+  to the decision day (the whole train split for validation and test days); a decision day's
+  whole window is scaled with that day's statistics. The first tradable day needs
+  ``NORMALISATION_MIN_DAYS`` of finite features and turbulence.
 
 Feature columns (``FEATURE_NAMES``), z-scored and clipped to +-10:
 ``log_return, macd, rsi, cci, adx, bollinger_pct_b, realised_vol, implied_vol, turbulence``
@@ -48,6 +53,7 @@ FEATURE_NAMES = (
     "turbulence",
 )
 INDICATOR_WARMUP_DAYS = 60  # longest indicator lookback (30-day windows plus their smoothing)
+NORMALISATION_MIN_DAYS = 252  # a year of past features before statistics are trusted
 _CLIP = 10.0
 
 
@@ -103,6 +109,47 @@ def turbulence_index(vectors: np.ndarray, window: int) -> np.ndarray:
     return result
 
 
+def _expanding_train_stats(
+    values: np.ndarray, train_last: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-day mean/std of each feature over the finite rows up to ``min(day, train_last)``."""
+    finite = np.isfinite(values).all(axis=1)
+    x = np.where(finite[:, None], values, 0.0)
+    c1, c2 = np.cumsum(x, axis=0), np.cumsum(x * x, axis=0)
+    cn = np.cumsum(finite)
+    end = np.minimum(np.arange(len(values)), train_last)
+    n = cn[end].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = c1[end] / n[:, None]
+        var = (c2[end] - n[:, None] * mean * mean) / (n[:, None] - 1.0)
+        std = np.sqrt(np.maximum(var, 0.0))
+    std = np.where(std > 1e-12, std, 1.0)
+    return mean, std, cn[end]
+
+
+def _expanding_threshold(turbulence: np.ndarray, train_last: int, percentile: float) -> np.ndarray:
+    """Turbulence threshold per day: the percentile of the train split's turbulence seen so far
+    (at least ``NORMALISATION_MIN_DAYS`` values), frozen at its train-end value afterwards."""
+    seen = pd.Series(turbulence[: train_last + 1])
+    expanding = seen.expanding(min_periods=NORMALISATION_MIN_DAYS).quantile(percentile / 100.0)
+    threshold = np.full(len(turbulence), np.nan)
+    threshold[: train_last + 1] = expanding.to_numpy()
+    threshold[train_last + 1 :] = threshold[train_last]
+    return threshold
+
+
+def _normalised_windows(
+    values: np.ndarray, mean: np.ndarray, std: np.ndarray, window: int, first_usable: int
+) -> np.ndarray:
+    """The observation window of every decision day, scaled with that day's statistics."""
+    days = np.arange(len(values))
+    lags = np.arange(window - 1, -1, -1)
+    index = np.clip(days[:, None] - lags[None, :], 0, None)
+    scaled = (values[index] - mean[:, None, :]) / std[:, None, :]
+    scaled[:first_usable] = 0.0
+    return np.nan_to_num(np.clip(scaled, -_CLIP, _CLIP)).astype(np.float32)
+
+
 @dataclass(frozen=True, eq=False)  # identity hashing: tapes key the per-process caches
 class MarketTape:
     """Per-day market arrays shared by every environment built from the same data and config."""
@@ -110,11 +157,13 @@ class MarketTape:
     dates: pd.DatetimeIndex
     spot: np.ndarray
     volume: np.ndarray
-    features: np.ndarray
-    """(days, len(FEATURE_NAMES)) float32, normalised with train-split statistics."""
+    windows: np.ndarray
+    """(days, window, len(FEATURE_NAMES)) float32: for decision day ``t`` the features of days
+    ``t - window + 1 .. t``, normalised with the statistics known on day ``t``."""
     raw_features: pd.DataFrame
     turbulence: np.ndarray
-    turbulence_threshold: float
+    turbulence_threshold: np.ndarray
+    """Threshold in force each day (expanding train-split percentile, frozen after train)."""
     turbulent: np.ndarray
     """True where turbulence is above the threshold: only hold and close are allowed."""
     option_market: OptionMarket
@@ -122,7 +171,6 @@ class MarketTape:
     """First day with every feature and an implied-vol level (earlier days cannot be traded)."""
     split_days: dict[str, tuple[int, int]]
     """First and last day index of each split (inclusive), clipped to the usable days."""
-    normalisation: dict[str, list[float]]
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def split_bounds(self, split: str) -> tuple[int, int]:
@@ -154,16 +202,28 @@ def build_tape(market: MarketData, vix: MarketData | None, config: Config) -> Ma
     turbulence = np.concatenate([[np.nan], turbulence_index(vectors, config.env.turbulence_window)])
     raw["turbulence"] = np.log1p(turbulence)
 
-    finite = np.isfinite(raw.to_numpy()).all(axis=1)
-    first_usable = int(np.argmax(finite)) if finite.any() else len(bars)
+    dates = pd.DatetimeIndex(bars.index)
+    train_window = config.data.splits.train
+    train_last = int(np.searchsorted(dates, pd.Timestamp(train_window.end), side="right")) - 1
+    if train_last < 0:
+        raise DataError(
+            f"data.splits.train: ends {train_window.end}, before {market.symbol}'s data starts "
+            f"({dates[0].date()})"
+        )
+    values = raw[list(FEATURE_NAMES)].to_numpy(dtype=float)
+    mean, std, counts = _expanding_train_stats(values, train_last)
+    threshold = _expanding_threshold(turbulence, train_last, config.env.turbulence_percentile)
+    ready = (counts >= NORMALISATION_MIN_DAYS) & np.isfinite(threshold)
+    ready &= np.isfinite(values).all(axis=1)
+    first_usable = int(np.argmax(ready)) if ready.any() else len(bars)
     first_usable = max(first_usable, INDICATOR_WARMUP_DAYS, config.env.window - 1)
     if first_usable >= len(bars):
         raise DataError(
-            f"{market.origin}: not enough history for the indicators, implied vol and "
-            f"turbulence ({len(bars)} days)"
+            f"{market.origin}: not enough history for the indicators, implied vol, turbulence "
+            f"and {NORMALISATION_MIN_DAYS} days of normalisation statistics ({len(bars)} days)"
         )
+    windows = _normalised_windows(values, mean, std, config.env.window, first_usable)
 
-    dates = pd.DatetimeIndex(bars.index)
     split_days: dict[str, tuple[int, int]] = {}
     for name in SPLIT_NAMES:
         window = split_range(config.data.splits, name)
@@ -176,17 +236,10 @@ def build_tape(market: MarketData, vix: MarketData | None, config: Config) -> Ma
     if "train" not in split_days:
         raise DataError(
             f"data.splits.train: no usable day of {market.symbol} in "
-            f"{config.data.splits.train.start}..{config.data.splits.train.end} (data "
+            f"{train_window.start}..{train_window.end} (data "
             f"{dates[0].date()}..{dates[-1].date()}, usable from {dates[first_usable].date()})"
         )
-    lo, hi = split_days["train"]
-    train = raw.iloc[lo : hi + 1]
-    mean = train.mean()
-    std = train.std().replace(0.0, 1.0)
-    normalised = ((raw - mean) / std).clip(-_CLIP, _CLIP).fillna(0.0)
-    train_turbulence = turbulence[lo : hi + 1]
-    threshold = float(np.nanpercentile(train_turbulence, config.env.turbulence_percentile))
-    turbulent = np.nan_to_num(turbulence, nan=0.0) > threshold
+    turbulent = np.nan_to_num(turbulence, nan=0.0) > np.nan_to_num(threshold, nan=np.inf)
     provenance = {
         "data": market.provenance(),
         "option_market": option_market.provenance,
@@ -195,13 +248,17 @@ def build_tape(market: MarketData, vix: MarketData | None, config: Config) -> Ma
             for name, (a, b) in split_days.items()
         },
         "first_usable_day": str(dates[first_usable].date()),
-        "turbulence_threshold": threshold,
+        "turbulence_threshold_after_train": float(threshold[train_last]),
+        "normalisation_after_train": {
+            "mean": mean[train_last].tolist(),
+            "std": std[train_last].tolist(),
+        },
     }
     return MarketTape(
         dates=dates,
         spot=bars["close"].to_numpy(dtype=float),
         volume=bars["volume"].to_numpy(dtype=float),
-        features=normalised[list(FEATURE_NAMES)].to_numpy(dtype=np.float32),
+        windows=windows,
         raw_features=raw[list(FEATURE_NAMES)],
         turbulence=turbulence,
         turbulence_threshold=threshold,
@@ -209,7 +266,6 @@ def build_tape(market: MarketData, vix: MarketData | None, config: Config) -> Ma
         option_market=option_market,
         first_usable_day=first_usable,
         split_days=split_days,
-        normalisation={"mean": mean.tolist(), "std": std.tolist()},
         provenance=provenance,
     )
 
