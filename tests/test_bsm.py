@@ -281,3 +281,31 @@ def test_flag_must_be_boolean() -> None:
 def test_intrinsic_value() -> None:
     np.testing.assert_array_equal(intrinsic_value([90.0, 110.0], 100.0, True), [0.0, 10.0])
     np.testing.assert_array_equal(intrinsic_value([90.0, 110.0], 100.0, False), [10.0, 0.0])
+
+
+def test_bsm_mark_matches_price_and_greeks() -> None:
+    """The environments' one-pass kernel gives the same numbers as the general functions."""
+    from clstm_ppo.options.bsm import bsm_mark
+
+    rng = np.random.default_rng(11)
+    n = 5_000
+    spot = rng.uniform(5, 4000, n)
+    strike = spot * rng.uniform(0.6, 1.4, n)
+    t = rng.uniform(1 / 365, 2.0, n)
+    sigma = rng.uniform(0.05, 1.2, n)
+    is_call = rng.random(n) < 0.5
+    price, delta, gamma, theta, vega = bsm_mark(spot, strike, t, 0.03, 0.015, sigma, is_call)
+    greeks = bsm_greeks(spot, strike, t, 0.03, 0.015, sigma, is_call)
+    np.testing.assert_allclose(
+        price,
+        bsm_price(spot, strike, t, 0.03, 0.015, sigma, is_call),
+        rtol=1e-10,
+        atol=1e-8,
+    )
+    for ours, reference in (
+        (delta, greeks.delta),
+        (gamma, greeks.gamma),
+        (theta, greeks.theta),
+        (vega, greeks.vega),
+    ):
+        np.testing.assert_allclose(ours, reference, rtol=1e-9, atol=1e-12)

@@ -285,17 +285,22 @@ class OptionsSimulator:
         """Mark every open position at today's mid; update values and position greeks."""
         live = self.active[:, :, None] & (self.quantity != 0)
         rows, slots, _ = np.nonzero(live)
+        cells = self.n_envs * MAX_POSITIONS
         option_value = np.zeros((self.n_envs, MAX_POSITIONS))
         greeks = np.zeros((self.n_envs, MAX_POSITIONS, 4))
         if rows.size:
-            t = self.day[rows]
-            quotes = self.tape.option_market.quote(
-                t, self.strike[live], self.expiry[rows, slots], self.is_call[live]
+            mid, delta, gamma, theta, vega = self.tape.option_market.mark(
+                self.day[rows],
+                self.strike[live],
+                self.expiry[rows, slots].astype(np.int64),
+                self.is_call[live],
             )
             contracts = self.quantity[live] * self.multiplier
-            np.add.at(option_value, (rows, slots), contracts * quotes.mid)
-            leg_greeks = np.stack([quotes.delta, quotes.gamma, quotes.theta, quotes.vega], axis=1)
-            np.add.at(greeks, (rows, slots), contracts[:, None] * leg_greeks)
+            cell = rows * MAX_POSITIONS + slots
+            option_value = np.bincount(cell, contracts * mid, cells).reshape(option_value.shape)
+            for g, values in enumerate((delta, gamma, theta, vega)):
+                summed = np.bincount(cell, contracts * values, cells)
+                greeks[:, :, g] = summed.reshape(option_value.shape)
         spot = self.tape.spot[self.day]
         stock_value = self.shares * spot[:, None]
         greeks[:, :, 0] += self.shares
@@ -319,7 +324,7 @@ class OptionsSimulator:
         close_rows = np.flatnonzero(closing)
         if close_rows.size:
             self._close(close_rows, chosen[close_rows] - CLOSE_FIRST)
-            self._pack(close_rows)
+            self._pack(close_rows)  # before opening: a new position goes after the open ones
         open_rows = np.flatnonzero((chosen != HOLD) & ~closing)
         if open_rows.size:
             self._open(open_rows, chosen[open_rows])

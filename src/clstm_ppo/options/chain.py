@@ -30,7 +30,7 @@ from clstm_ppo.config import MarketConfig
 from clstm_ppo.data.calendar import listed_expiries
 from clstm_ppo.data.market import MarketData
 from clstm_ppo.errors import DataError
-from clstm_ppo.options.bsm import bsm_greeks, bsm_price, intrinsic_value
+from clstm_ppo.options.bsm import bsm_greeks, bsm_mark, bsm_price, intrinsic_value
 from clstm_ppo.options.surface import AtmLevels, atm_levels, atm_term, surface_vol
 
 _NICE_STEPS = np.array([0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0])
@@ -160,6 +160,22 @@ class OptionMarket:
             vega=np.where(expired, zero, greeks.vega),
             days_to_expiry=days,
         )
+
+    def mark(
+        self, day: np.ndarray, strike: np.ndarray, expiry_ns: np.ndarray, is_call: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Mid, delta, gamma, theta, vega of live contracts (expiry after ``day``): the same
+        values as :meth:`quote` without the spread, for the environments' daily marks."""
+        days = (expiry_ns - self._dates_ns[day]) / _NS_PER_DAY
+        tau = days / 365.0
+        spot = self.spot[day]
+        iv = surface_vol(self.levels.vol_30d[day], spot, strike, tau, self.config)
+        cfg = self.config
+        return bsm_mark(spot, strike, tau, cfg.risk_free_rate, cfg.dividend_yield, iv, is_call)
+
+    @property
+    def _dates_ns(self) -> np.ndarray:
+        return self.dates.as_unit("ns").asi8
 
     def listed_expiries(self, day: int) -> pd.DatetimeIndex:
         """Expiries listed on trading day ``day``."""
