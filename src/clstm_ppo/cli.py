@@ -212,12 +212,104 @@ def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+TRAIN_FLAGS = {
+    "episodes": "train.episodes",
+    "num_gpus": "train.num_gpus",
+    "seed": "train.seed",
+    "num_envs": "train.num_envs",
+    "run_dir": "train.run_dir",
+    "run_name": "train.run_name",
+    "device": "train.device",
+    "amp": "train.amp",
+    "validate_every": "train.validate_every",
+    "early_stopping_patience": "train.early_stopping_patience",
+    "early_stopping_min_delta": "train.early_stopping_min_delta",
+    "grad_accum_steps": "ppo.grad_accum_steps",
+    "lr_schedule": "ppo.lr_schedule",
+    "episode_length": "env.episode_length",
+}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training flags, shared by ``clstm-ppo train`` and train_enhanced_clstm_ppo.py."""
+    parser.add_argument("--episodes", type=int, help="completed training episodes (default 5000)")
+    parser.add_argument(
+        "--num_gpus", "--num-gpus", dest="num_gpus", type=int, help="GPUs to use (0 or none: CPU)"
+    )
+    parser.add_argument(
+        "--enable-multi-leg",
+        action="store_true",
+        help="91-action space with covered calls, cash-secured puts, spreads, condors, butterflies",
+    )
+    parser.add_argument(
+        "--resume-from",
+        metavar="best|latest|PATH",
+        help="continue from a checkpoint (default: the run's latest, if any)",
+    )
+    parser.add_argument(
+        "--fresh-start",
+        action="store_true",
+        help="start a new run folder, ignoring (not deleting) earlier checkpoints",
+    )
+    parser.add_argument(
+        "--early-stopping-patience",
+        type=int,
+        help="episodes without a better validation composite before stopping (0: off; 500)",
+    )
+    parser.add_argument(
+        "--early-stopping-min-delta", type=float, help="smallest composite gain (0.001)"
+    )
+    parser.add_argument("--seed", type=int, help="random seed (0)")
+    parser.add_argument("--num-envs", type=int, help="parallel training episodes (8)")
+    parser.add_argument("--episode-length", type=int, help="trading days per episode (252)")
+    parser.add_argument("--validate-every", type=int, help="validate every N episodes (50)")
+    parser.add_argument("--run-dir", type=Path, help="folder of runs (runs)")
+    parser.add_argument("--run-name", help="run sub-folder (clstm_ppo)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (auto)")
+    parser.add_argument("--amp", choices=["off", "fp16", "bf16"], help="mixed precision (off)")
+    parser.add_argument("--grad-accum-steps", type=int, help="minibatches per optimiser step (1)")
+    parser.add_argument(
+        "--lr-schedule", choices=["constant", "warmup_cosine", "plateau"], help="(constant)"
+    )
+    _add_data_flags(parser)
+    _add_config_flags(parser)
+
+
+def train_config_from_args(args: argparse.Namespace) -> Config:
+    extra: dict[str, Any] = {}
+    for flag, key in TRAIN_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            extra[key] = str(value) if isinstance(value, Path) else value
+    if args.enable_multi_leg:
+        extra["env.enable_multi_leg"] = True
+    if args.resume_from is not None and args.fresh_start:
+        raise ConfigError("--resume-from and --fresh-start contradict each other; pick one")
+    return config_from_args(args, extra)
+
+
+def _cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from clstm_ppo.train.run import run_training
+
+    config = train_config_from_args(args)
+    run_training(
+        config, resume_from=args.resume_from, fresh_start=args.fresh_start, console=console
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Train and evaluate cascaded-LSTM PPO agents that trade US equity options.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser(
+        "train", help="train a CLSTM-PPO agent (same flags as train_enhanced_clstm_ppo.py)"
+    )
+    add_train_arguments(train)
+    train.set_defaults(handler=_cmd_train)
 
     data = commands.add_parser("data", help="inspect and download market data")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)

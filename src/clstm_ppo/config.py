@@ -169,16 +169,61 @@ class PPOConfig(_Section):
     max_grad_norm: float = Field(0.5, gt=0.0)
     """Global gradient-norm clip."""
     rollout_length: int = Field(128, ge=1)
-    """Environment steps per environment between updates."""
+    """Environment steps per environment between updates (paper: 128)."""
+    update_epochs: int = Field(4, ge=1)
+    """Passes over each rollout."""
+    num_minibatches: int = Field(4, ge=1)
+    """Minibatches per pass; each is a set of whole environment sequences."""
+    norm_adv: bool = True
+    """Normalise advantages per minibatch."""
+    clip_vloss: bool = True
+    """Clip the value loss around the rollout's values (CleanRL default)."""
+    grad_accum_steps: int = Field(1, ge=1)
+    """Minibatches whose gradients are accumulated before one optimiser step."""
+    lr_schedule: Literal["constant", "warmup_cosine", "plateau"] = "constant"
+    """constant; linear warmup then cosine decay over the run; or reduce-on-plateau of the
+    validation composite score."""
+    warmup_updates: int = Field(10, ge=0)
+    """Updates of linear warmup for ``warmup_cosine``."""
+    min_lr_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    """Cosine floor, and the smallest reduce-on-plateau learning rate, as a fraction of lr."""
+    plateau_patience: int = Field(5, ge=1)
+    """Validations without improvement before reduce-on-plateau halves the learning rate."""
 
 
 class TrainConfig(_Section):
     seed: int = Field(0, ge=0)
     """Base random seed (environments, torch, numpy)."""
     episodes: int = Field(5000, ge=1)
-    """Completed training episodes to run."""
+    """Completed training episodes to run (counted across all environments)."""
+    num_envs: int = Field(8, ge=1)
+    """Episodes simulated in parallel by the batched environment."""
     run_dir: Path = Path("runs")
     """Folder that holds one sub-folder per run (checkpoints, logs, TensorBoard)."""
+    run_name: str = Field("clstm_ppo", min_length=1)
+    """Sub-folder of ``run_dir``; a run continues there unless ``--fresh-start``."""
+    validate_every: int = Field(50, ge=1)
+    """Validate after every this many completed training episodes (and at the end)."""
+    validation_episodes: int = Field(4, ge=1)
+    """Deterministic-policy episodes per validation, at fixed start days of the validation split."""
+    early_stopping_patience: int = Field(500, ge=0)
+    """Stop after this many training episodes without a better validation composite (0: off)."""
+    early_stopping_min_delta: float = Field(0.001, ge=0.0)
+    """Smallest composite-score gain that counts as better."""
+    risk_free_rate: float = Field(0.0, ge=-0.05, le=0.25)
+    """Annual risk-free rate for Sharpe and Sortino."""
+    rolling_window: int = Field(50, ge=1)
+    """Episodes in the rolling training metrics."""
+    stats_every: int = Field(100, ge=1)
+    """Print a statistics block every this many training episodes."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA when --num_gpus >= 1 and a GPU exists, else CPU."""
+    num_gpus: int = Field(0, ge=0)
+    """GPUs to use (0: CPU)."""
+    amp: Literal["off", "fp16", "bf16"] = "off"
+    """Mixed precision: fp16 with a grad scaler (CUDA only) or bf16 autocast."""
+    keep_checkpoints: int = Field(3, ge=1)
+    """Plain periodic checkpoints kept besides the bests, latest and milestones."""
 
 
 class Config(_Section):

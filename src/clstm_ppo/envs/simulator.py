@@ -29,6 +29,7 @@ Accounting:
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from clstm_ppo.config import Config
 from clstm_ppo.envs.actions import (
@@ -123,6 +124,32 @@ class OptionsSimulator:
         self.trade_close_day = np.zeros((n, horizon), dtype=np.int64)
         self.trade_count = np.zeros(n, dtype=np.int64)
         self.mask = np.zeros((n, self.n_actions), dtype=bool)
+
+    _STATE = (
+        "day", "start_day", "steps", "cash", "reserved", "value", "peak_value", "costs_paid",
+        "invalid_actions", "active", "strategy", "strike", "is_call", "quantity", "expiry",
+        "expiry_day", "shares", "collateral", "open_cash", "open_day", "position_value",
+        "position_greeks", "equity", "trade_pnl", "trade_strategy", "trade_open_day",
+        "trade_close_day", "trade_count", "mask", "seeds", "episodes",
+    )  # fmt: skip
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every array of the accounts' state, as tensors (checkpoint-safe, exact)."""
+        state = {}
+        for name in self._STATE:
+            array = getattr(self, name)
+            if array.dtype.kind == "M" or array.dtype == np.uint64:
+                array = array.view(np.int64)
+            state[name] = torch.from_numpy(array.copy())
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name in self._STATE:
+            current = getattr(self, name)
+            restored = state[name].numpy()
+            if restored.shape != current.shape:
+                raise ValueError(f"environment state '{name}' has shape {restored.shape}")
+            setattr(self, name, restored.view(current.dtype).copy())
 
     def seed(self, seeds: np.ndarray) -> None:
         """Set each account's seed and restart its episode counter."""

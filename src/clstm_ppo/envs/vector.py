@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -69,6 +70,17 @@ class BatchedOptionsEnv(VectorEnv):
             base = seed if seed is not None else int(self._rng.integers(2**62))
             self.sim.seed(base + np.arange(self.num_envs, dtype=np.uint64))
         self.sim.reset()
+        return encode(self.sim, self.window), self._info()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The accounts' exact state, for checkpoints that resume bit-identically."""
+        return self.sim.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.sim.load_state_dict(state)
+
+    def observe(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The current observation and info without stepping (after ``load_state_dict``)."""
         return encode(self.sim, self.window), self._info()
 
     def step(

@@ -1,0 +1,1 @@
+"""Training: the CLSTM-PPO trainer, its metrics, checkpoints and reporting."""

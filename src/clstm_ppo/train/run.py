@@ -1,0 +1,154 @@
+"""One training run from the command line: device, run folder, resume, provenance, summary."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from clstm_ppo.config import Config, config_hash, config_to_dict
+from clstm_ppo.errors import CheckpointError, ConfigError
+from clstm_ppo.train import checkpoint as ckpt
+from clstm_ppo.train.reporting import Reporter
+from clstm_ppo.train.trainer import Trainer, TrainResult
+
+
+def select_device(config: Config, reporter_console: Console) -> torch.device:
+    """``--num_gpus``/``train.device`` to a torch device, with a one-line notice on fallback."""
+    train = config.train
+    found = torch.cuda.device_count()
+    if train.num_gpus > 1:
+        raise ConfigError(
+            f"--num_gpus {train.num_gpus}: {found} GPU(s) found; multi-GPU training needs "
+            f"{train.num_gpus} and the DDP launcher"
+        )
+    if train.device == "cpu" or (train.device == "auto" and train.num_gpus == 0):
+        return torch.device("cpu")
+    if found == 0:
+        if train.device == "cuda":
+            raise ConfigError("--device cuda: no CUDA GPU found")
+        reporter_console.print("notice: no CUDA GPU found, training on the CPU", highlight=False)
+        return torch.device("cpu")
+    return torch.device("cuda:0")
+
+
+def prepare_run_dir(config: Config, fresh_start: bool) -> Path:
+    """The run's folder: ``run_dir/run_name``, or a new timestamped one with ``--fresh-start``
+    (old runs are never deleted)."""
+    base = config.train.run_dir / config.train.run_name
+    if fresh_start and base.exists():
+        base = base.with_name(f"{base.name}_{time.strftime('%Y%m%d_%H%M%S')}")
+        suffix = 1
+        while base.exists():
+            base = base.with_name(f"{base.name.rsplit('.', 1)[0]}.{suffix}")
+            suffix += 1
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def find_resume_point(run_dir: Path, resume_from: str | None, fresh_start: bool) -> Path | None:
+    if fresh_start:
+        return None
+    folder = run_dir / "checkpoints"
+    if resume_from is None:
+        has_latest = (folder / "latest.pt").exists() or (folder / "latest.pointer").exists()
+        return ckpt.resolve(folder, "latest") if has_latest else None
+    return ckpt.resolve(folder, resume_from)
+
+
+def _data_provenance(config: Config) -> dict[str, Any]:
+    from clstm_ppo.envs.tape import tape_for
+
+    return tape_for(config).provenance
+
+
+def write_run_metadata(run_dir: Path, config: Config, provenance: dict[str, Any]) -> None:
+    metadata = {
+        "config": config_to_dict(config),
+        "config_hash": config_hash(config),
+        "seed": config.train.seed,
+        "git_commit": ckpt.git_commit(),
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "provenance": provenance,
+    }
+    (run_dir / "run.json").write_text(json.dumps(metadata, indent=2, default=str))
+
+
+def summary_table(result: TrainResult, peak_rss_mb: float) -> Table:
+    table = Table(title="training summary")
+    table.add_column("metric")
+    table.add_column("validation", justify="right")
+    table.add_column("training (rolling)", justify="right")
+    for key, fmt in (
+        ("mean_return", "{:+.2%}"),
+        ("win_rate", "{:.1%}"),
+        ("profit_rate", "{:.1%}"),
+        ("sharpe", "{:.2f}"),
+        ("sortino", "{:.2f}"),
+        ("max_drawdown", "{:.1%}"),
+        ("composite", "{:.3f}"),
+        ("trades", "{:.0f}"),
+    ):
+        cells = []
+        for source in (result.validation, result.rolling):
+            value = source.get(key, float("nan"))
+            cells.append("-" if value != value else fmt.format(value))
+        table.add_row(key, *cells)
+    table.caption = (
+        f"{result.episodes} episodes, {result.updates} updates in {result.seconds:.0f} s; "
+        f"peak memory {peak_rss_mb:.0f} MB; stopped: {result.stop_reason}"
+    )
+    return table
+
+
+def run_training(
+    config: Config,
+    resume_from: str | None = None,
+    fresh_start: bool = False,
+    console: Console | None = None,
+) -> TrainResult:
+    console = console or Console()
+    device = select_device(config, console)
+    run_dir = prepare_run_dir(config, fresh_start)
+    resume = find_resume_point(run_dir, resume_from, fresh_start)
+    provenance = _data_provenance(config)
+    reporter = Reporter(run_dir, active=True, console=console)
+    try:
+        if resume is not None:
+            saved = ckpt.load(resume)
+            ckpt.check_compatible(saved, config_to_dict(config), resume)
+        write_run_metadata(run_dir, config, provenance)
+        reporter.info(
+            f"run {run_dir} | device {device} | config {config_hash(config)} | seed "
+            f"{config.train.seed} | data {provenance['data']['source']}:"
+            f"{provenance['data']['symbol']} | log {reporter.log_path}"
+        )
+        trainer = Trainer(config, run_dir, device, reporter=reporter, provenance=provenance)
+        if resume is not None:
+            trainer.load(resume)
+        if trainer.state.episodes >= config.train.episodes:
+            reporter.info(
+                f"run already has {trainer.state.episodes} episodes (target "
+                f"{config.train.episodes}); raise --episodes to continue or use --fresh-start"
+            )
+        result = trainer.train(config.train.episodes)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        console.print(summary_table(result, peak))
+        reporter.info(
+            f"done: {result.episodes} episodes in {result.seconds:.1f} s, peak memory "
+            f"{peak:.0f} MB, stopped: {result.stop_reason}",
+            echo=False,
+        )
+        return result
+    except CheckpointError:
+        raise
+    finally:
+        reporter.close()

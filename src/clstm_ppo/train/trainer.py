@@ -1,0 +1,568 @@
+"""The episode-based CLSTM-PPO training loop, read top to bottom.
+
+collect a rollout from the batched env -> PPO update -> record finished episodes -> validate
+every ``validate_every`` episodes (deterministic policy, validation split) -> checkpoints (bests,
+latest, milestones) and early stopping -> until ``episodes`` are done, early stopping fires, or
+SIGINT/SIGTERM asks to stop (a checkpoint is saved first).
+
+The trainer is rank-aware (only rank 0 reports and writes checkpoints) and takes the seed and the
+environment factory as parameters, so the DDP launcher and the ensemble trainer reuse it as is.
+Resuming restores everything (weights, optimiser, scaler, scheduler, RNG states, the batched
+environments' accounts, the recurrent state, counters and histories), so a resumed run is
+bit-identical to an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clstm_ppo.agent.network import CLSTMActorCritic, RecurrentState
+from clstm_ppo.agent.ppo import Rollout, compute_gae, ppo_update
+from clstm_ppo.config import Config, config_hash, config_to_dict
+from clstm_ppo.errors import CheckpointError
+from clstm_ppo.train import checkpoint as ckpt
+from clstm_ppo.train.metrics import (
+    MILESTONES,
+    EpisodeMetrics,
+    aggregate,
+    episode_metrics,
+    trend_arrow,
+)
+from clstm_ppo.train.reporting import Reporter
+
+EnvFactory = Callable[[Config, str, int], Any]
+VALIDATION_SEED = 20_240_601  # fixed: every validation sees the same episodes
+
+
+def default_env_factory(config: Config, split: str, n_envs: int) -> Any:
+    from clstm_ppo.envs import BatchedOptionsEnv
+
+    return BatchedOptionsEnv(
+        n_envs, split=split, multi_leg=config.env.enable_multi_leg, config=config
+    )
+
+
+@dataclass
+class TrainState:
+    """Counters and histories that a checkpoint carries."""
+
+    episodes: int = 0
+    updates: int = 0
+    env_steps: int = 0
+    next_validation: int = 0
+    best: dict[str, float] = field(default_factory=dict)
+    best_episode: int = 0
+    milestones: list[float] = field(default_factory=list)
+    episode_history: list[dict[str, float]] = field(default_factory=list)
+    validation_history: list[dict[str, float]] = field(default_factory=list)
+    loss_history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    episodes: int
+    updates: int
+    stop_reason: str
+    validation: dict[str, float]
+    rolling: dict[str, float]
+    seconds: float
+    checkpoint: Path | None
+
+
+def _obs_tensors(obs: dict[str, np.ndarray], device: torch.device) -> tuple[torch.Tensor, ...]:
+    market = torch.as_tensor(obs["market"], device=device)
+    portfolio = torch.as_tensor(obs["portfolio"], device=device)
+    mask = obs.get("action_mask")
+    return market, portfolio, None if mask is None else torch.as_tensor(mask, device=device).bool()
+
+
+def _numpy_rng_state() -> dict[str, Any]:
+    # numpy's state holds an ndarray, which weights_only loading refuses: store it as a tensor.
+    name, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return {
+        "name": name,
+        "key": torch.from_numpy(key.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
+
+
+def _set_numpy_rng_state(state: dict[str, Any]) -> None:
+    key = state["key"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], key, state["pos"], state["has_gauss"], state["cached"]))
+
+
+class Trainer:
+    """Trains one CLSTM-PPO model; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        device: torch.device,
+        env_factory: EnvFactory = default_env_factory,
+        rank: int = 0,
+        reporter: Reporter | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.checkpoint_dir = run_dir / "checkpoints"
+        self.device = device
+        self.rank = rank
+        self.is_main = rank == 0
+        self.reporter = reporter or Reporter(run_dir, active=self.is_main)
+        seed = config.train.seed
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.env = env_factory(config, "train", config.train.num_envs)
+        self.env_factory = env_factory
+        self.discrete = hasattr(self.env.single_action_space, "n")
+        spaces = self.env.single_observation_space
+        self.window, self.n_features = spaces["market"].shape
+        self.portfolio_size = spaces["portfolio"].shape[0]
+        action_space = self.env.single_action_space
+        self.n_actions = int(action_space.n) if self.discrete else None
+        self.action_dim = None if self.discrete else int(np.prod(action_space.shape))
+        self.model = CLSTMActorCritic(
+            self.n_features, self.portfolio_size, config.agent, self.n_actions, self.action_dim
+        ).to(device)
+        ppo = config.ppo
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=ppo.learning_rate, eps=1e-5)
+        self.scheduler = self._scheduler()
+        use_fp16 = config.train.amp == "fp16" and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if use_fp16 else None
+        self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.train.amp)
+        if config.train.amp == "fp16" and device.type != "cuda":
+            self.autocast_dtype = None
+            self.reporter.warning("fp16 mixed precision needs CUDA; training in fp32 on the CPU")
+        self.state = TrainState(next_validation=config.train.validate_every)
+        self.provenance = provenance or {}
+        self.stop_signal: str | None = None
+        self.timing = {"env": 0.0, "forward": 0.0, "update": 0.0}
+        self._gpu_notice_given = False
+        obs, _ = self.env.reset(seed=seed)
+        self.obs = obs
+        self.starts = torch.ones(config.train.num_envs, device=device)
+        self.recurrent = self.model.initial_state(config.train.num_envs, device)
+
+    # ------------------------------------------------------------------ schedule
+    def _scheduler(self) -> Any:
+        ppo = self.config.ppo
+        if ppo.lr_schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer,
+                mode="max",
+                factor=0.5,
+                patience=ppo.plateau_patience,
+                min_lr=ppo.learning_rate * ppo.min_lr_fraction,
+            )
+        if ppo.lr_schedule == "warmup_cosine":
+            steps_per_update = self.config.train.num_envs * ppo.rollout_length
+            total = max(
+                1,
+                math.ceil(
+                    self.config.train.episodes * self.config.env.episode_length / steps_per_update
+                ),
+            )
+            warmup, floor = ppo.warmup_updates, ppo.min_lr_fraction
+
+            def factor(update: int) -> float:
+                if update < warmup:
+                    return (update + 1) / warmup
+                progress = min(1.0, (update - warmup) / max(1, total - warmup))
+                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+            return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        return None
+
+    # ------------------------------------------------------------------ rollout
+    def _sample(self, dist: Any) -> torch.Tensor:
+        if self.discrete:
+            return torch.multinomial(dist.probs.float().cpu(), 1, generator=self.generator)[
+                :, 0
+            ].to(self.device)
+        noise = torch.randn(dist.mean.shape, generator=self.generator).to(self.device)
+        return dist.mean + dist.stddev * noise
+
+    def _collect(self) -> tuple[Rollout, torch.Tensor, list[EpisodeMetrics]]:
+        cfg = self.config
+        steps, n_envs = cfg.ppo.rollout_length, cfg.train.num_envs
+        rollout = Rollout.allocate(
+            steps, n_envs, self.window, self.n_features, self.portfolio_size, self.n_actions,
+            self.action_dim, self.recurrent, self.device,
+        )  # fmt: skip
+        finished: list[EpisodeMetrics] = []
+        gamma = cfg.ppo.gamma
+        for step in range(steps):
+            market, portfolio, mask = _obs_tensors(self.obs, self.device)
+            started = time.perf_counter()
+            with torch.no_grad():
+                dist, value, self.recurrent = self.model.evaluate(
+                    market[None], portfolio[None], None if mask is None else mask[None],
+                    self.recurrent, self.starts[None],
+                )  # fmt: skip
+                action = self._sample(dist)
+                log_prob = self.model.log_prob(dist, action)
+            self.timing["forward"] += time.perf_counter() - started
+            rollout.market[step], rollout.portfolio[step] = market, portfolio
+            if mask is not None:
+                rollout.action_mask[step] = mask
+            rollout.actions[step], rollout.log_probs[step] = action, log_prob
+            rollout.values[step], rollout.starts[step] = value, self.starts
+            started = time.perf_counter()
+            self.obs, reward, terminated, truncated, info = self.env.step(action.cpu().numpy())
+            self.timing["env"] += time.perf_counter() - started
+            reward = torch.as_tensor(reward, dtype=torch.float32, device=self.device)
+            done = np.logical_or(terminated, truncated)
+            if np.any(truncated):
+                # A time limit is not a terminal state: bootstrap from the final observation.
+                rows = np.flatnonzero(truncated)
+                final = {key: value[rows] for key, value in info["final_obs"].items()}
+                f_market, f_portfolio, f_mask = _obs_tensors(final, self.device)
+                with torch.no_grad():
+                    _, final_value, _ = self.model.evaluate(
+                        f_market[None], f_portfolio[None], None if f_mask is None else f_mask[None],
+                        self.recurrent.index(torch.as_tensor(rows)), torch.zeros(1, rows.size),
+                    )  # fmt: skip
+                reward[rows] += gamma * final_value
+            rollout.rewards[step] = reward
+            rollout.dones[step] = torch.as_tensor(done, dtype=torch.float32)
+            self.starts = torch.as_tensor(done, dtype=torch.float32, device=self.device)
+            if done.any():
+                for row in np.flatnonzero(done):
+                    summary = info["final_info"][row]
+                    finished.append(
+                        episode_metrics(
+                            summary["portfolio_values"],
+                            (trade["pnl"] for trade in summary["closed_trades"]),
+                            summary.get("costs_paid", 0.0),
+                            cfg.train.risk_free_rate,
+                        )
+                    )
+        market, portfolio, mask = _obs_tensors(self.obs, self.device)
+        with torch.no_grad():
+            _, next_value, _ = self.model.evaluate(
+                market[None], portfolio[None], None if mask is None else mask[None],
+                self.recurrent, self.starts[None],
+            )  # fmt: skip
+        self.state.env_steps += steps * n_envs
+        return rollout, next_value, finished
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> dict[str, float]:
+        """Deterministic policy on the validation split, same episodes every time."""
+        cfg = self.config
+        env = self.env_factory(cfg, "validation", cfg.train.validation_episodes)
+        obs, _ = env.reset(seed=VALIDATION_SEED)
+        n = cfg.train.validation_episodes
+        recurrent = self.model.initial_state(n, self.device)
+        starts = torch.ones(n, device=self.device)
+        done_rows = np.zeros(n, dtype=bool)
+        results: list[EpisodeMetrics] = []
+        self.model.eval()
+        while not done_rows.all():
+            market, portfolio, mask = _obs_tensors(obs, self.device)
+            with torch.no_grad():
+                dist, _, recurrent = self.model.evaluate(
+                    market[None], portfolio[None], None if mask is None else mask[None],
+                    recurrent, starts[None],
+                )  # fmt: skip
+            action = dist.probs.argmax(-1) if self.discrete else dist.mean
+            obs, _, terminated, truncated, info = env.step(action.cpu().numpy())
+            starts = torch.zeros(n, device=self.device)
+            for row in np.flatnonzero(np.logical_or(terminated, truncated) & ~done_rows):
+                summary = info["final_info"][row]
+                results.append(
+                    episode_metrics(
+                        summary["portfolio_values"],
+                        (trade["pnl"] for trade in summary["closed_trades"]),
+                        summary.get("costs_paid", 0.0),
+                        cfg.train.risk_free_rate,
+                    )
+                )
+                done_rows[row] = True
+        self.model.train()
+        return aggregate(results)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _payload(self) -> dict[str, Any]:
+        state = self.state
+        return {
+            "format": ckpt.FORMAT,
+            "version": ckpt.VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "generator": self.generator.get_state(),
+                "numpy": _numpy_rng_state(),
+                "python": random.getstate(),
+            },
+            "train_state": {key: value for key, value in vars(state).items()},
+            "env_state": self.env.state_dict() if hasattr(self.env, "state_dict") else None,
+            "recurrent": list(self.recurrent),
+            "starts": self.starts.cpu(),
+            "config": config_to_dict(self.config),
+            "config_hash": config_hash(self.config),
+            "provenance": self.provenance,
+            "git_commit": ckpt.git_commit(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    def save(
+        self, links: tuple[str, ...] = ("latest",), milestone: str | None = None
+    ) -> Path | None:
+        if not self.is_main:
+            return None
+        episode = self.state.episodes
+        name = (
+            f"episode_{episode:06d}.pt"
+            if milestone is None
+            else f"milestone_{milestone}_episode_{episode:06d}.pt"
+        )
+        path = ckpt.atomic_save(self._payload(), self.checkpoint_dir / name)
+        for link in links:
+            ckpt.point(self.checkpoint_dir, link, path)
+        self._prune()
+        return path
+
+    def _prune(self) -> None:
+        """Drop plain periodic files nobody points at, beyond the newest ``keep_checkpoints``."""
+        folder = self.checkpoint_dir
+        referenced = {
+            ckpt.resolve(folder, name).name
+            for name in ckpt.LINK_NAMES
+            if (folder / f"{name}.pt").exists() or (folder / f"{name}.pointer").exists()
+        }
+        plain = sorted(folder.glob("episode_*.pt"))
+        for path in plain[: -self.config.train.keep_checkpoints]:
+            if path.name not in referenced:
+                path.unlink()
+
+    def load(self, path: Path) -> None:
+        payload = ckpt.load(path, self.device)
+        ckpt.check_compatible(payload, config_to_dict(self.config), path)
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise CheckpointError(
+                f"{path}: weights do not fit this model ({str(error)[:120]})"
+            ) from None
+        if self.scheduler is not None and payload.get("scheduler") is not None:
+            self.scheduler.load_state_dict(payload["scheduler"])
+        if self.scaler is not None and payload.get("scaler") is not None:
+            self.scaler.load_state_dict(payload["scaler"])
+        rng = payload["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["generator"])
+        _set_numpy_rng_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.state = TrainState(**payload["train_state"])
+        if payload.get("env_state") is not None and hasattr(self.env, "load_state_dict"):
+            try:
+                self.env.load_state_dict(payload["env_state"])
+            except (KeyError, ValueError) as error:
+                raise CheckpointError(
+                    f"{path}: saved environments do not match (train.num_envs or data differ: "
+                    f"{error})"
+                ) from None
+            self.obs, _ = self.env.observe()
+        self.recurrent = RecurrentState(*(t.to(self.device) for t in payload["recurrent"]))
+        self.starts = payload["starts"].to(self.device)
+        self.reporter.info(f"resumed from {path} at episode {self.state.episodes}")
+
+    # ------------------------------------------------------------------ the loop
+    def _install_signals(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return previous
+
+        def handler(signum: int, _frame: Any) -> None:
+            self.stop_signal = signal.Signals(signum).name
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    def _record_episodes(self, finished: list[EpisodeMetrics]) -> None:
+        cfg = self.config.train
+        for metrics in finished:
+            self.state.episodes += 1
+            self.state.episode_history.append(metrics.as_dict())
+            self.reporter.scalars("episode", metrics.as_dict(), self.state.episodes)
+            rolling = self.rolling()
+            if self.state.episodes % cfg.stats_every == 0:
+                self._statistics_block(rolling)
+            for level in MILESTONES:
+                if (
+                    len(self.state.episode_history) >= cfg.rolling_window
+                    and rolling.get("profit_rate", 0.0) >= level
+                    and level not in self.state.milestones
+                ):
+                    self.state.milestones.append(level)
+                    self.save(links=(), milestone=f"profit_rate_{level:.1f}")
+                    self.reporter.info(
+                        f"milestone: rolling profit rate reached {level:.0%} at episode "
+                        f"{self.state.episodes}"
+                    )
+
+    def rolling(self) -> dict[str, float]:
+        window = self.state.episode_history[-self.config.train.rolling_window :]
+        return aggregate([EpisodeMetrics(**entry) for entry in window])
+
+    def _statistics_block(self, rolling: dict[str, float]) -> None:
+        losses = self.state.loss_history
+        arrows = {
+            key: trend_arrow([entry[key] for entry in losses])
+            for key in ("policy_loss", "value_loss")
+        }
+        total = sum(self.timing.values()) or 1.0
+        split = ", ".join(f"{k} {v / total:.0%}" for k, v in self.timing.items())
+        last = losses[-1] if losses else {}
+        self.reporter.info(
+            f"[episode {self.state.episodes}] rolling {self.config.train.rolling_window}: "
+            f"return {rolling.get('mean_return', float('nan')):+.2%}, "
+            f"win rate {rolling.get('win_rate', float('nan')):.1%}, "
+            f"profit rate {rolling.get('profit_rate', float('nan')):.1%}, "
+            f"Sharpe {rolling.get('sharpe', float('nan')):.2f}, "
+            f"composite {rolling.get('composite', float('nan')):.3f} | "
+            f"policy loss {last.get('policy_loss', float('nan')):.4f} {arrows['policy_loss']}, "
+            f"value loss {last.get('value_loss', float('nan')):.4f} {arrows['value_loss']} | "
+            f"time: {split}"
+        )
+        self._gpu_report()
+
+    def _gpu_report(self) -> None:
+        if self.device.type != "cuda":
+            if not self._gpu_notice_given:
+                self.reporter.info("GPU memory monitoring: not applicable (training on the CPU)")
+                self._gpu_notice_given = True
+            return
+        used = torch.cuda.memory_reserved(self.device)
+        total = torch.cuda.get_device_properties(self.device).total_memory
+        message = f"GPU memory: {used / 2**30:.2f} of {total / 2**30:.1f} GiB ({used / total:.0%})"
+        if used / total > 0.9:
+            self.reporter.warning(message + " - above 90%")
+        else:
+            self.reporter.info(message)
+
+    def _validate_and_checkpoint(self, scheduled: bool) -> dict[str, float]:
+        metrics = self.validate()
+        episode = self.state.episodes
+        self.reporter.info(
+            f"validation at episode {episode}: composite {metrics['composite']:.3f}, "
+            f"return {metrics['mean_return']:+.2%}, win rate {metrics['win_rate']:.1%}, "
+            f"profit rate {metrics['profit_rate']:.1%}, Sharpe {metrics['sharpe']:.2f}"
+        )
+        if not scheduled:
+            return metrics  # a report at the stop point must not change what training does next
+        self.state.validation_history.append({"episode": float(episode), **metrics})
+        self.reporter.scalars("validation", metrics, episode)
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(metrics["composite"])
+        links = ["latest"]
+        best = self.state.best
+        min_delta = self.config.train.early_stopping_min_delta
+        if metrics["composite"] > best.get("composite", -math.inf) + min_delta:
+            self.state.best_episode = episode
+        for key in ("composite", "win_rate", "profit_rate", "sharpe"):
+            value = metrics.get(key, float("nan"))
+            if value == value and value > best.get(key, -math.inf):
+                best[key] = value
+                links.append(f"best_{key}")
+        self.save(links=tuple(links))
+        return metrics
+
+    def train(self, episodes: int) -> TrainResult:
+        """Train until ``episodes`` completed episodes (or early stop / signal)."""
+        cfg = self.config
+        started = time.perf_counter()
+        previous = self._install_signals()
+        self.reporter.start_progress(episodes, self.state.episodes)
+        stop_reason = "episodes done"
+        validation: dict[str, float] = {}
+        try:
+            while self.state.episodes < episodes:
+                rollout, next_value, finished = self._collect()
+                advantages, returns = compute_gae(
+                    rollout.rewards, rollout.values, rollout.dones, next_value,
+                    cfg.ppo.gamma, cfg.ppo.gae_lambda,
+                )  # fmt: skip
+                began = time.perf_counter()
+                stats = ppo_update(
+                    self.model, self.optimizer, rollout, advantages, returns, cfg.ppo,
+                    self.generator, cfg.ppo.grad_accum_steps, self.scaler, self.autocast_dtype,
+                )  # fmt: skip
+                self.timing["update"] += time.perf_counter() - began
+                self.state.updates += 1
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
+                    self.scheduler.step()
+                losses = {**vars(stats), "learning_rate": self.optimizer.param_groups[0]["lr"]}
+                self.state.loss_history.append(losses)
+                self.reporter.scalars("train", losses, self.state.env_steps)
+                self._record_episodes(finished)
+                rolling = self.rolling()
+                self.reporter.advance(
+                    self.state.episodes,
+                    f"rolling return {rolling.get('mean_return', float('nan')):+.2%}",
+                )
+                if self.state.episodes >= self.state.next_validation:
+                    validation = self._validate_and_checkpoint(scheduled=True)
+                    while self.state.next_validation <= self.state.episodes:
+                        self.state.next_validation += cfg.train.validate_every
+                patience = cfg.train.early_stopping_patience
+                if (
+                    patience
+                    and self.state.episodes - self.state.best_episode >= patience
+                    and self.state.best
+                ):
+                    stop_reason = (
+                        "early stopping: no validation gain of "
+                        f"{cfg.train.early_stopping_min_delta} in {patience} episodes "
+                        f"(best at episode {self.state.best_episode})"
+                    )
+                    break
+                if self.stop_signal:
+                    stop_reason = f"{self.stop_signal} received"
+                    break
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        path = self.save(links=("latest",))
+        if self.stop_signal:
+            self.reporter.info(
+                f"{stop_reason}: saved {path} at episode {self.state.episodes}; "
+                "continue with --resume-from latest"
+            )
+        elif not validation or self.state.validation_history[-1]["episode"] != self.state.episodes:
+            validation = self._validate_and_checkpoint(scheduled=False)
+        if self.reporter.progress is not None:
+            self.reporter.progress.stop()
+            self.reporter.progress = None
+        return TrainResult(
+            episodes=self.state.episodes,
+            updates=self.state.updates,
+            stop_reason=stop_reason,
+            validation=validation,
+            rolling=self.rolling(),
+            seconds=time.perf_counter() - started,
+            checkpoint=path,
+        )
