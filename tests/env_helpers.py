@@ -83,9 +83,8 @@ def nearest_expiry(tape: MarketTape, day: int, target_days: int) -> pd.Timestamp
 def structure(tape: MarketTape, day: int, action: int) -> Structure:
     """What ``action`` opens on ``day``: legs at the listed strikes nearest moneyness x close.
 
-    Each leg is rounded on its own, as the action table says; for a butterfly that can give
-    unequal wings (see BUG_BUTTERFLY in test_env_accounting.py). If the simulator is changed to
-    equal wings, change the butterfly rule here the same way."""
+    Each leg is rounded on its own, as the action table says, except the butterfly's upper wing,
+    which mirrors the lower one (equal wings, so the debit is the maximum loss)."""
     name, target, legs, shares = describe_action(action)
     spot = tape.spot[day]
     listed = tape.option_market.listed_strikes(day)
@@ -93,6 +92,8 @@ def structure(tape: MarketTape, day: int, action: int) -> Structure:
     for is_call, qty, moneyness in legs:
         strike = float(listed[np.argmin(np.abs(listed - spot * moneyness))])
         built.append(Leg(is_call, qty, strike))
+    if name == "butterfly":
+        built[2] = Leg(True, 1, 2.0 * built[1].strike - built[0].strike)
     expiry = nearest_expiry(tape, day, target)
     return Structure(name, tuple(built), expiry, tape.dates.get_loc(expiry), shares)
 

@@ -281,20 +281,6 @@ def test_small_account_masks_exactly_the_unaffordable(sim_of, small_config, date
         assert mask[action] == (free_after >= 0.0), (action, free_after)
 
 
-BUG_BUTTERFLY = (
-    "BUG: actions.py build_action_book rounds each butterfly strike to the grid on its own "
-    "(0.95 S, S, 1.05 S), so the wings are often unequal; with the upper wing wider the "
-    "structure loses (upper - lower wing) x 100 beyond its debit above the top strike, yet its "
-    "collateral is 0 ('premium is its maximum loss')"
-)
-BUG_CLOSE = (
-    "BUG: simulator.py _update_mask allows every close (mask = active) without the docstring's "
-    "rule 'a trade is allowed only if cash - reserved stays >= 0 after it'; a close whose fill "
-    "is a debit (fees on zero-bid longs; a butterfly's body bought back at a wide ask) "
-    "overdraws free cash and can bankrupt the account"
-)
-
-
 def worst_expiry_value(legs, shares: int) -> float:
     """Lowest terminal value (USD) of a position over every underlying price S >= 0.
 
@@ -336,7 +322,7 @@ STRATEGIES = [
     "long_straddle",
     "long_strangle",
     "iron_condor",
-    pytest.param("butterfly", marks=pytest.mark.xfail(strict=True, reason=BUG_BUTTERFLY)),
+    "butterfly",
 ]
 
 
@@ -415,12 +401,10 @@ def test_random_episodes_keep_reserve_and_value_consistent(random_run) -> None:
     assert random_run["value_error"] < 1e-6  # value = cash + marked positions, always
 
 
-@pytest.mark.xfail(strict=True, reason=f"{BUG_CLOSE}; and {BUG_BUTTERFLY}")
 def test_free_cash_never_negative_in_random_episodes(random_run) -> None:
     assert random_run["min_free_cash"] >= -TOL
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_CLOSE)
 def test_close_that_would_overdraw_free_cash_is_refused(sim_of, tape, config) -> None:
     """A $63.36 account buys a 7-day strangle for $63.35; the next day both legs bid 0, so
     closing costs the fees ($1.36) and would leave cash below zero."""
@@ -609,7 +593,7 @@ def test_daily_mark_to_market_and_ledger(tape, config) -> None:
     env = MultiLegOptionsEnv(episode_length=30, random_start=False)
     _, info = env.reset(seed=1)
     day = tape.split_days["train"][0]
-    # Covered call, 30-day butterfly (on a day its wings are equal, see BUG_BUTTERFLY), 7-day
+    # Covered call, 30-day butterfly (equal wings), 7-day
     # iron condor, long put, bull call spread, 7-day strangle, then two closes.
     plan = [38, 88, 81, 11, 63, 0, 76, 0, 22, 0] + [0] * 8 + [21] + [0] * 11
     held: list[Structure] = []

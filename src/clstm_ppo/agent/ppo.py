@@ -189,9 +189,9 @@ def ppo_update(
                 sums["grad"] += _step(model, optimizer, config.max_grad_norm, scaler)
                 updates += 1
                 pending = 0
-            sums["pg"] += float(pg_loss)
-            sums["v"] += float(v_loss)
-            sums["ent"] += float(entropy.mean())
+            sums["pg"] += float(pg_loss.detach())
+            sums["v"] += float(v_loss.detach())
+            sums["ent"] += float(entropy.mean().detach())
             sums["kl"] += float(approx_kl)
             sums["clip"] += float(clipped)
             batches += 1

@@ -14,7 +14,8 @@ Action ids (91 with multi-leg, the first 31 in the legacy space):
 71-75     long straddle: buy call and put at S
 76-80     long strangle: buy call at 1.05 S and put at 0.95 S
 81-85     short iron condor: buy put 0.90 S, sell put 0.95 S, sell call 1.05 S, buy call 1.10 S
-86-90     long call butterfly: buy call 0.95 S, sell two calls at S, buy call 1.05 S
+86-90     long call butterfly: buy call 0.95 S, sell two calls at S, buy call at the same
+          distance above (equal wings, so the debit is the maximum loss)
 ========  ==============================================================================
 
 Each multi-leg block has five variants, target days to expiry 7, 14, 30, 45 and 60 (the nearest
@@ -189,6 +190,10 @@ def build_action_book(tape: MarketTape, config: Config, n_actions: int) -> Actio
             strike[usable, action, leg] = np.round(spot * moneyness / steps) * steps
             is_call[usable, action, leg] = call
             quantity[usable, action, leg] = qty * contracts
+        if STRATEGY_NAMES[template.strategy] == "butterfly":
+            # Equal wings: with the wings rounded separately, a wider upper wing would lose more
+            # than the debit above it, and the debit would no longer be the maximum loss.
+            strike[usable, action, 2] = 2.0 * strike[usable, action, 1] - strike[usable, action, 0]
 
     available = np.zeros((days_total, n_actions), dtype=bool)
     available[usable] = True

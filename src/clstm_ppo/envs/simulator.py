@@ -117,6 +117,8 @@ class OptionsSimulator:
         self.open_day = np.zeros((n, p), dtype=np.int64)
         self.position_value = np.zeros((n, p))
         self.position_greeks = np.zeros((n, p, 4))
+        self.close_cash = np.zeros((n, p))  # cash flow of closing each position at today's quotes
+        self.close_fees = np.zeros((n, p))
         self.equity = np.zeros((n, horizon))
         self.trade_pnl = np.zeros((n, horizon))
         self.trade_strategy = np.zeros((n, horizon), dtype=np.int64)
@@ -129,8 +131,8 @@ class OptionsSimulator:
         "day", "start_day", "steps", "cash", "reserved", "value", "peak_value", "costs_paid",
         "invalid_actions", "active", "strategy", "strike", "is_call", "quantity", "expiry",
         "expiry_day", "shares", "collateral", "open_cash", "open_day", "position_value",
-        "position_greeks", "equity", "trade_pnl", "trade_strategy", "trade_open_day",
-        "trade_close_day", "trade_count", "mask", "seeds", "episodes",
+        "position_greeks", "close_cash", "close_fees", "equity", "trade_pnl", "trade_strategy",
+        "trade_open_day", "trade_close_day", "trade_count", "mask", "seeds", "episodes",
     )  # fmt: skip
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -184,6 +186,8 @@ class OptionsSimulator:
         self.collateral[rows] = 0.0
         self.position_value[rows] = 0.0
         self.position_greeks[rows] = 0.0
+        self.close_cash[rows] = 0.0
+        self.close_fees[rows] = 0.0
         self.equity[rows] = np.nan
         self.equity[rows, 0] = self.initial_capital
         self.trade_count[rows] = 0
@@ -194,10 +198,13 @@ class OptionsSimulator:
         t = self.day[rows]
         mask = np.zeros((rows.size, self.n_actions), dtype=bool)
         mask[:, HOLD] = True
-        mask[:, CLOSE_FIRST : CLOSE_LAST + 1] = self.active[rows]
+        free_cash = self.cash[rows] - self.reserved[rows]
+        # Closing is a trade too: it must leave free cash >= 0 (its fill can be a debit, e.g. a
+        # short leg bought back at a wide ask, or fees on a long leg that bids 0).
+        close_after = free_cash[:, None] + self.close_cash[rows] + self.collateral[rows]
+        mask[:, CLOSE_FIRST : CLOSE_LAST + 1] = self.active[rows] & (close_after >= 0.0)
         open_count = self.active[rows].sum(axis=1)
         can_open = (~self.tape.turbulent[t]) & (open_count < MAX_POSITIONS)
-        free_cash = self.cash[rows] - self.reserved[rows]
         affordable = (
             free_cash[:, None] + self.book.open_cash_flow[t] - self.book.collateral[t] >= 0.0
         )
@@ -225,31 +232,14 @@ class OptionsSimulator:
         self.collateral[rows, slots] = 0.0
         self.position_value[rows, slots] = 0.0
         self.position_greeks[rows, slots] = 0.0
+        self.close_cash[rows, slots] = 0.0
+        self.close_fees[rows, slots] = 0.0
 
     def _close(self, rows: np.ndarray, slots: np.ndarray) -> None:
-        t = self.day[rows]
-        qty = self.quantity[rows, slots]  # (k, L)
-        live = qty != 0
-        k_index = np.broadcast_to(np.arange(rows.size)[:, None], qty.shape)[live]
-        quotes = self.tape.option_market.quote(
-            np.broadcast_to(t[:, None], qty.shape)[live],
-            self.strike[rows, slots][live],
-            np.broadcast_to(self.expiry[rows, slots][:, None], qty.shape)[live],
-            self.is_call[rows, slots][live],
-        )
-        fill = self.costs.fill_options(-qty[live], quotes.bid, quotes.ask, _NO_VOLUME)
-        cash_flow = np.bincount(k_index, fill.cash_flow, minlength=rows.size)
-        fees = np.bincount(k_index, fill.total_fees, minlength=rows.size)
-        shares = self.shares[rows, slots]
-        with_stock = shares > 0
-        if with_stock.any():
-            stock = self.costs.fill_stock(
-                -shares[with_stock], self.tape.spot[t[with_stock]], self.tape.volume[t[with_stock]]
-            )
-            cash_flow[with_stock] += stock.cash_flow
-            fees[with_stock] += stock.total_fees
-        self.costs_paid[rows] += fees
-        self._end_positions(rows, slots, cash_flow)
+        """Close at today's quotes: the fills priced by the last mark (the same day; positions
+        have not changed since), so the mask's affordability check and the fill agree."""
+        self.costs_paid[rows] += self.close_fees[rows, slots]
+        self._end_positions(rows, slots, self.close_cash[rows, slots].copy())
 
     def _open(self, rows: np.ndarray, actions: np.ndarray) -> None:
         t = self.day[rows]
@@ -303,6 +293,7 @@ class OptionsSimulator:
         for name in (
             "active", "strategy", "strike", "is_call", "quantity", "expiry", "expiry_day",
             "shares", "collateral", "open_cash", "open_day", "position_value", "position_greeks",
+            "close_cash", "close_fees",
         ):  # fmt: skip
             array = getattr(self, name)
             index = order.reshape(order.shape + (1,) * (array.ndim - 2))
@@ -313,21 +304,37 @@ class OptionsSimulator:
         live = self.active[:, :, None] & (self.quantity != 0)
         rows, slots, _ = np.nonzero(live)
         cells = self.n_envs * MAX_POSITIONS
-        option_value = np.zeros((self.n_envs, MAX_POSITIONS))
-        greeks = np.zeros((self.n_envs, MAX_POSITIONS, 4))
+        shape = (self.n_envs, MAX_POSITIONS)
+        option_value = np.zeros(shape)
+        close_cash = np.zeros(shape)
+        close_fees = np.zeros(shape)
+        greeks = np.zeros((*shape, 4))
         if rows.size:
-            mid, delta, gamma, theta, vega = self.tape.option_market.mark(
+            mid, bid, ask, delta, gamma, theta, vega = self.tape.option_market.mark(
                 self.day[rows],
                 self.strike[live],
                 self.expiry[rows, slots].astype(np.int64),
                 self.is_call[live],
             )
-            contracts = self.quantity[live] * self.multiplier
+            qty = self.quantity[live]
+            contracts = qty * self.multiplier
             cell = rows * MAX_POSITIONS + slots
-            option_value = np.bincount(cell, contracts * mid, cells).reshape(option_value.shape)
+            option_value = np.bincount(cell, contracts * mid, cells).reshape(shape)
             for g, values in enumerate((delta, gamma, theta, vega)):
-                summed = np.bincount(cell, contracts * values, cells)
-                greeks[:, :, g] = summed.reshape(option_value.shape)
+                greeks[:, :, g] = np.bincount(cell, contracts * values, cells).reshape(shape)
+            fill = self.costs.fill_options(-qty, bid, ask, _NO_VOLUME)
+            close_cash = np.bincount(cell, fill.cash_flow, cells).reshape(shape)
+            close_fees = np.bincount(cell, fill.total_fees, cells).reshape(shape)
+        stock_rows, stock_slots = np.nonzero(self.active & (self.shares > 0))
+        if stock_rows.size:
+            t = self.day[stock_rows]
+            stock = self.costs.fill_stock(
+                -self.shares[stock_rows, stock_slots], self.tape.spot[t], self.tape.volume[t]
+            )
+            close_cash[stock_rows, stock_slots] += stock.cash_flow
+            close_fees[stock_rows, stock_slots] += stock.total_fees
+        self.close_cash = close_cash
+        self.close_fees = close_fees
         spot = self.tape.spot[self.day]
         stock_value = self.shares * spot[:, None]
         greeks[:, :, 0] += self.shares

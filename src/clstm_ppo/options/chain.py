@@ -142,10 +142,7 @@ class OptionMarket:
         greeks = bsm_greeks(spot, strike, live_tau, rate, div, iv, is_call)
         intrinsic = intrinsic_value(spot, strike, is_call)
         mid = np.where(expired, intrinsic, price)
-        forward = spot * np.exp((rate - div) * tau)
-        sd = atm_term(atm30, tau, cfg) * np.sqrt(np.maximum(tau, 1e-6))
-        moneyness_sd = np.log(strike / forward) / sd
-        bid, ask = spread_quotes(mid, intrinsic, moneyness_sd, days, cfg)
+        bid, ask = self._bid_ask(mid, intrinsic, atm30, spot, strike, tau, days)
         itm = intrinsic > 0
         step_delta = np.where(itm, np.where(np.asarray(is_call, bool), 1.0, -1.0), 0.0)
         zero = np.zeros_like(mid)
@@ -161,17 +158,39 @@ class OptionMarket:
             days_to_expiry=days,
         )
 
+    def _bid_ask(
+        self,
+        mid: np.ndarray,
+        intrinsic: np.ndarray,
+        atm30: np.ndarray,
+        spot: np.ndarray,
+        strike: np.ndarray,
+        tau: np.ndarray,
+        days: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        forward = spot * np.exp((cfg.risk_free_rate - cfg.dividend_yield) * tau)
+        sd = atm_term(atm30, tau, cfg) * np.sqrt(np.maximum(tau, 1e-6))
+        moneyness_sd = np.log(strike / forward) / sd
+        return spread_quotes(mid, intrinsic, moneyness_sd, days, cfg)
+
     def mark(
         self, day: np.ndarray, strike: np.ndarray, expiry_ns: np.ndarray, is_call: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Mid, delta, gamma, theta, vega of live contracts (expiry after ``day``): the same
-        values as :meth:`quote` without the spread, for the environments' daily marks."""
+    ) -> tuple[np.ndarray, ...]:
+        """Mid, bid, ask, delta, gamma, theta, vega of live contracts (expiry after ``day``):
+        the values of :meth:`quote` through the one-pass kernel, for the environments' marks."""
         days = (expiry_ns - self._dates_ns[day]) / _NS_PER_DAY
         tau = days / 365.0
         spot = self.spot[day]
-        iv = surface_vol(self.levels.vol_30d[day], spot, strike, tau, self.config)
+        atm30 = self.levels.vol_30d[day]
+        iv = surface_vol(atm30, spot, strike, tau, self.config)
         cfg = self.config
-        return bsm_mark(spot, strike, tau, cfg.risk_free_rate, cfg.dividend_yield, iv, is_call)
+        mid, delta, gamma, theta, vega = bsm_mark(
+            spot, strike, tau, cfg.risk_free_rate, cfg.dividend_yield, iv, is_call
+        )
+        intrinsic = intrinsic_value(spot, strike, is_call)
+        bid, ask = self._bid_ask(mid, intrinsic, atm30, spot, strike, tau, days)
+        return mid, bid, ask, delta, gamma, theta, vega
 
     @property
     def _dates_ns(self) -> np.ndarray:
