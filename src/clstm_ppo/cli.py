@@ -215,6 +215,7 @@ def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
 TRAIN_FLAGS = {
     "episodes": "train.episodes",
     "num_gpus": "train.num_gpus",
+    "num_procs": "train.num_procs",
     "seed": "train.seed",
     "num_envs": "train.num_envs",
     "run_dir": "train.run_dir",
@@ -235,6 +236,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, help="completed training episodes (default 5000)")
     parser.add_argument(
         "--num_gpus", "--num-gpus", dest="num_gpus", type=int, help="GPUs to use (0 or none: CPU)"
+    )
+    parser.add_argument(
+        "--num-procs",
+        type=int,
+        help="DDP training processes on the CPU (gloo), e.g. --num-procs 2 --device cpu",
     )
     parser.add_argument(
         "--enable-multi-leg",
@@ -288,14 +294,75 @@ def train_config_from_args(args: argparse.Namespace) -> Config:
     return config_from_args(args, extra)
 
 
+def _launch_distributed(world: int, train_argv: list[str], console: Console) -> int:
+    """Start ``world`` workers through torch.distributed's own launcher (torchrun)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    console.print(f"launching {world} DDP training processes (torchrun)", highlight=False)
+    try:
+        torchrun(
+            ["--standalone", f"--nproc_per_node={world}", "-m", "clstm_ppo.train", *train_argv]
+        )
+    except ChildFailedError as error:
+        failures = "; ".join(
+            f"rank {rank}: exit code {failure.exitcode}" for rank, failure in error.failures.items()
+        )
+        print(f"{PROG}: error: distributed training failed ({failures})", file=sys.stderr)
+        return 1
+    except SignalException as error:
+        # torchrun passed the signal on to every worker; rank 0 saved a checkpoint first.
+        console.print(
+            f"stopped by signal {error.sigval.name}: the workers saved a checkpoint; rerun the "
+            "same command to continue",
+            highlight=False,
+        )
+        return 0
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
-    from clstm_ppo.train.run import run_training
+    from clstm_ppo.train.run import check_gpus, run_training, world_size_of
 
     config = train_config_from_args(args)
+    world = world_size_of(config)
+    if world > 1:
+        check_gpus(config)
+        return _launch_distributed(world, args.train_argv, console)
     run_training(
         config, resume_from=args.resume_from, fresh_start=args.fresh_start, console=console
     )
     return 0
+
+
+def run_worker(argv: list[str], environ: dict[str, str]) -> int:
+    """One training process (``python -m clstm_ppo.train``), alone or as a torchrun worker."""
+    import torch.distributed as dist
+
+    from clstm_ppo.train.run import run_training
+
+    args = build_parser().parse_args(["train", *argv])
+    world = int(environ.get("WORLD_SIZE", "1"))
+    rank = int(environ.get("RANK", "0"))
+    local_rank = int(environ.get("LOCAL_RANK", "0"))
+    console = Console()
+    try:
+        config = train_config_from_args(args)
+        if world > 1:
+            backend = "nccl" if config.train.num_gpus > 1 else "gloo"
+            dist.init_process_group(backend=backend)
+        run_training(
+            config, resume_from=args.resume_from, fresh_start=args.fresh_start,
+            console=console, rank=rank, world_size=world, local_rank=local_rank,
+        )  # fmt: skip
+        return 0
+    except UserError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -360,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clstm-ppo`` console script."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.train_argv = argv[1:] if argv and argv[0] == "train" else []
     console = Console()
     try:
         return int(args.handler(args, console))

@@ -219,7 +219,9 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA when --num_gpus >= 1 and a GPU exists, else CPU."""
     num_gpus: int = Field(0, ge=0)
-    """GPUs to use (0: CPU)."""
+    """GPUs to use (0: CPU); more than one starts one DDP process per GPU (NCCL)."""
+    num_procs: int = Field(1, ge=1)
+    """Training processes on the CPU (DDP over gloo), for --device cpu."""
     amp: Literal["off", "fp16", "bf16"] = "off"
     """Mixed precision: fp16 with a grad scaler (CUDA only) or bf16 autocast."""
     keep_checkpoints: int = Field(3, ge=1)

@@ -156,6 +156,18 @@ class CLSTMActorCritic(nn.Module):
         values = self.critic_head(critic_hidden).view(steps * batch)
         return dist, values, new_state
 
+    def forward(
+        self,
+        market: torch.Tensor,
+        portfolio: torch.Tensor,
+        action_mask: torch.Tensor | None,
+        state: RecurrentState,
+        starts: torch.Tensor,
+    ) -> tuple[Categorical | Normal, torch.Tensor, RecurrentState]:
+        """Same as :meth:`evaluate`; the update calls the module itself so that a
+        DistributedDataParallel wrapper sees the forward pass and all-reduces the gradients."""
+        return self.evaluate(market, portfolio, action_mask, state, starts)
+
     def log_prob(self, dist: Categorical | Normal, actions: torch.Tensor) -> torch.Tensor:
         if self.discrete:
             return dist.log_prob(actions)

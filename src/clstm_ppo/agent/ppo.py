@@ -14,6 +14,7 @@ observation)`` to their last reward, so a time limit is not mistaken for a termi
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,7 +116,7 @@ def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
 
 
 def ppo_update(
-    model: CLSTMActorCritic,
+    model: CLSTMActorCritic | torch.nn.parallel.DistributedDataParallel,
     optimizer: torch.optim.Optimizer,
     rollout: Rollout,
     advantages: torch.Tensor,
@@ -126,9 +127,16 @@ def ppo_update(
     scaler: torch.amp.GradScaler | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> UpdateStats:
-    """``update_epochs`` passes over the rollout in minibatches of whole env sequences."""
+    """``update_epochs`` passes over the rollout in minibatches of whole env sequences.
+
+    ``model`` may be wrapped in DistributedDataParallel: gradients are then averaged across ranks
+    in each backward pass (skipped with ``no_sync`` while accumulating), so every rank applies
+    the same step.
+    """
+    policy: CLSTMActorCritic = getattr(model, "module", model)
     envs = rollout.rewards.shape[1]
     per_batch = max(1, envs // config.num_minibatches)
+    total_batches = config.update_epochs * len(range(0, envs, per_batch))
     device = rollout.rewards.device
     sums = {key: 0.0 for key in ("pg", "v", "ent", "kl", "clip", "grad")}
     batches = 0
@@ -146,7 +154,7 @@ def ppo_update(
                 dtype=autocast_dtype or torch.float32,
                 enabled=autocast_dtype is not None,
             ):
-                dist, values, _ = model.evaluate(
+                dist, values, _ = model(
                     rollout.market[:, rows],
                     rollout.portfolio[:, rows],
                     mask,
@@ -155,8 +163,8 @@ def ppo_update(
                 )
             values = values.float()
             actions = rollout.actions[:, rows].flatten(0, 1)
-            new_log_prob = model.log_prob(dist, actions).float()
-            entropy = model.entropy(dist).float()
+            new_log_prob = policy.log_prob(dist, actions).float()
+            entropy = policy.entropy(dist).float()
             old_log_prob = rollout.log_probs[:, rows].flatten()
             adv = advantages[:, rows].flatten()
             if config.norm_adv and adv.numel() > 1:
@@ -180,11 +188,14 @@ def ppo_update(
                 v_loss = 0.5 * ((values - ret) ** 2).mean()
             loss = pg_loss - config.ent_coef * entropy.mean() + config.vf_coef * v_loss
             loss = loss / grad_accum_steps
-            if scaler is not None:
-                scaler.scale(loss).backward()
-            else:
-                loss.backward()
             pending += 1
+            last = batches + 1 == total_batches
+            syncing = pending == grad_accum_steps or last or not hasattr(model, "no_sync")
+            with contextlib.nullcontext() if syncing else model.no_sync():
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                else:
+                    loss.backward()
             if pending == grad_accum_steps:
                 sums["grad"] += _step(model, optimizer, config.max_grad_norm, scaler)
                 updates += 1

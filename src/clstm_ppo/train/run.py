@@ -20,15 +20,26 @@ from clstm_ppo.train.reporting import Reporter
 from clstm_ppo.train.trainer import Trainer, TrainResult
 
 
-def select_device(config: Config, reporter_console: Console) -> torch.device:
+def world_size_of(config: Config) -> int:
+    """Processes a run needs: one per GPU with --num_gpus N > 1, else --num-procs."""
+    return config.train.num_gpus if config.train.num_gpus > 1 else config.train.num_procs
+
+
+def check_gpus(config: Config) -> None:
+    found = torch.cuda.device_count()
+    if config.train.num_gpus > 1 and found < config.train.num_gpus:
+        raise ConfigError(
+            f"--num_gpus {config.train.num_gpus}: only {found} GPU(s) found on this machine"
+        )
+
+
+def select_device(config: Config, reporter_console: Console, local_rank: int = 0) -> torch.device:
     """``--num_gpus``/``train.device`` to a torch device, with a one-line notice on fallback."""
     train = config.train
     found = torch.cuda.device_count()
+    check_gpus(config)
     if train.num_gpus > 1:
-        raise ConfigError(
-            f"--num_gpus {train.num_gpus}: {found} GPU(s) found; multi-GPU training needs "
-            f"{train.num_gpus} and the DDP launcher"
-        )
+        return torch.device(f"cuda:{local_rank}")
     if train.device == "cpu" or (train.device == "auto" and train.num_gpus == 0):
         return torch.device("cpu")
     if found == 0:
@@ -109,29 +120,49 @@ def summary_table(result: TrainResult, peak_rss_mb: float) -> Table:
     return table
 
 
+def _agreed(value: Any, distributed: bool) -> Any:
+    """Rank 0's value on every rank (run folder names contain a timestamp)."""
+    if not distributed:
+        return value
+    shared = [value]
+    torch.distributed.broadcast_object_list(shared, src=0)
+    return shared[0]
+
+
 def run_training(
     config: Config,
     resume_from: str | None = None,
     fresh_start: bool = False,
     console: Console | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    local_rank: int = 0,
 ) -> TrainResult:
     console = console or Console()
-    device = select_device(config, console)
-    run_dir = prepare_run_dir(config, fresh_start)
-    resume = find_resume_point(run_dir, resume_from, fresh_start)
+    distributed = world_size > 1
+    device = select_device(config, console, local_rank)
+    run_dir = _agreed(prepare_run_dir(config, fresh_start) if rank == 0 else None, distributed)
+    resume = _agreed(
+        find_resume_point(run_dir, resume_from, fresh_start) if rank == 0 else None, distributed
+    )
     provenance = _data_provenance(config)
-    reporter = Reporter(run_dir, active=True, console=console)
+    reporter = Reporter(run_dir, active=rank == 0, console=console)
     try:
         if resume is not None:
             saved = ckpt.load(resume)
             ckpt.check_compatible(saved, config_to_dict(config), resume)
-        write_run_metadata(run_dir, config, provenance)
+        if rank == 0:
+            write_run_metadata(run_dir, config, provenance)
         reporter.info(
-            f"run {run_dir} | device {device} | config {config_hash(config)} | seed "
+            f"run {run_dir} | {world_size} process(es) | device {device} | config "
+            f"{config_hash(config)} | seed "
             f"{config.train.seed} | data {provenance['data']['source']}:"
             f"{provenance['data']['symbol']} | log {reporter.log_path}"
         )
-        trainer = Trainer(config, run_dir, device, reporter=reporter, provenance=provenance)
+        trainer = Trainer(
+            config, run_dir, device, rank=rank, world_size=world_size, reporter=reporter,
+            provenance=provenance,
+        )  # fmt: skip
         if resume is not None:
             trainer.load(resume)
         if trainer.state.episodes >= config.train.episodes:
@@ -141,7 +172,8 @@ def run_training(
             )
         result = trainer.train(config.train.episodes)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        console.print(summary_table(result, peak))
+        if rank == 0:
+            console.print(summary_table(result, peak))
         reporter.info(
             f"done: {result.episodes} episodes in {result.seconds:.1f} s, peak memory "
             f"{peak:.0f} MB, stopped: {result.stop_reason}",

@@ -114,6 +114,7 @@ class Trainer:
         device: torch.device,
         env_factory: EnvFactory = default_env_factory,
         rank: int = 0,
+        world_size: int = 1,
         reporter: Reporter | None = None,
         provenance: dict[str, Any] | None = None,
     ) -> None:
@@ -122,13 +123,18 @@ class Trainer:
         self.checkpoint_dir = run_dir / "checkpoints"
         self.device = device
         self.rank = rank
+        self.world_size = world_size
+        self.distributed = world_size > 1
         self.is_main = rank == 0
         self.reporter = reporter or Reporter(run_dir, active=self.is_main)
         seed = config.train.seed
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        self.generator = torch.Generator().manual_seed(seed)
+        # Same initial weights everywhere (DDP also broadcasts rank 0's); rank-dependent streams
+        # for the environments and the action sampling.
+        self.rank_seed = seed + 1_000_003 * rank
+        self.generator = torch.Generator().manual_seed(self.rank_seed)
         self.env = env_factory(config, "train", config.train.num_envs)
         self.env_factory = env_factory
         self.discrete = hasattr(self.env.single_action_space, "n")
@@ -155,7 +161,11 @@ class Trainer:
         self.stop_signal: str | None = None
         self.timing = {"env": 0.0, "forward": 0.0, "update": 0.0}
         self._gpu_notice_given = False
-        obs, _ = self.env.reset(seed=seed)
+        self.ddp: torch.nn.Module = self.model
+        if self.distributed:
+            ids = [device.index] if device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        obs, _ = self.env.reset(seed=self.rank_seed)
         self.obs = obs
         self.starts = torch.ones(config.train.num_envs, device=device)
         self.recurrent = self.model.initial_state(config.train.num_envs, device)
@@ -260,7 +270,11 @@ class Trainer:
                 market[None], portfolio[None], None if mask is None else mask[None],
                 self.recurrent, self.starts[None],
             )  # fmt: skip
-        self.state.env_steps += steps * n_envs
+        self.state.env_steps += steps * n_envs * self.world_size
+        if self.distributed:  # every rank records every rank's episodes, in rank order
+            gathered: list[list[EpisodeMetrics]] = [[] for _ in range(self.world_size)]
+            torch.distributed.all_gather_object(gathered, finished)
+            finished = [episode for part in gathered for episode in part]
         return rollout, next_value, finished
 
     # ------------------------------------------------------------------ validation
@@ -300,25 +314,39 @@ class Trainer:
         return aggregate(results)
 
     # ------------------------------------------------------------------ checkpoints
-    def _payload(self) -> dict[str, Any]:
-        state = self.state
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: RNG streams, environments, recurrent state."""
         return {
-            "format": ckpt.FORMAT,
-            "version": ckpt.VERSION,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "generator": self.generator.get_state(),
                 "numpy": _numpy_rng_state(),
                 "python": random.getstate(),
             },
-            "train_state": {key: value for key, value in vars(state).items()},
             "env_state": self.env.state_dict() if hasattr(self.env, "state_dict") else None,
-            "recurrent": list(self.recurrent),
+            "recurrent": [t.cpu() for t in self.recurrent],
             "starts": self.starts.cpu(),
+        }
+
+    def _payload(self) -> dict[str, Any] | None:
+        """The checkpoint content; collective under DDP (every rank must call it)."""
+        ranks = [self._rank_state()]
+        if self.distributed:
+            ranks = [None] * self.world_size
+            torch.distributed.all_gather_object(ranks, self._rank_state())
+        if not self.is_main:
+            return None
+        state = self.state
+        return {
+            "world_size": self.world_size,
+            "ranks": ranks,
+            "format": ckpt.FORMAT,
+            "version": ckpt.VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "train_state": {key: value for key, value in vars(state).items()},
             "config": config_to_dict(self.config),
             "config_hash": config_hash(self.config),
             "provenance": self.provenance,
@@ -329,7 +357,9 @@ class Trainer:
     def save(
         self, links: tuple[str, ...] = ("latest",), milestone: str | None = None
     ) -> Path | None:
-        if not self.is_main:
+        """Write a checkpoint (rank 0); collective under DDP, so every rank calls it."""
+        payload = self._payload()
+        if payload is None:
             return None
         episode = self.state.episodes
         name = (
@@ -337,7 +367,7 @@ class Trainer:
             if milestone is None
             else f"milestone_{milestone}_episode_{episode:06d}.pt"
         )
-        path = ckpt.atomic_save(self._payload(), self.checkpoint_dir / name)
+        path = ckpt.atomic_save(payload, self.checkpoint_dir / name)
         for link in links:
             ckpt.point(self.checkpoint_dir, link, path)
         self._prune()
@@ -370,23 +400,29 @@ class Trainer:
             self.scheduler.load_state_dict(payload["scheduler"])
         if self.scaler is not None and payload.get("scaler") is not None:
             self.scaler.load_state_dict(payload["scaler"])
-        rng = payload["rng"]
+        if payload.get("world_size", 1) != self.world_size:
+            raise CheckpointError(
+                f"{path}: written by {payload.get('world_size', 1)} training process(es), "
+                f"resumed with {self.world_size}; resume with the same number of processes"
+            )
+        mine = payload["ranks"][self.rank]
+        rng = mine["rng"]
         torch.set_rng_state(rng["torch"])
         self.generator.set_state(rng["generator"])
         _set_numpy_rng_state(rng["numpy"])
         random.setstate(rng["python"])
         self.state = TrainState(**payload["train_state"])
-        if payload.get("env_state") is not None and hasattr(self.env, "load_state_dict"):
+        if mine.get("env_state") is not None and hasattr(self.env, "load_state_dict"):
             try:
-                self.env.load_state_dict(payload["env_state"])
+                self.env.load_state_dict(mine["env_state"])
             except (KeyError, ValueError) as error:
                 raise CheckpointError(
                     f"{path}: saved environments do not match (train.num_envs or data differ: "
                     f"{error})"
                 ) from None
             self.obs, _ = self.env.observe()
-        self.recurrent = RecurrentState(*(t.to(self.device) for t in payload["recurrent"]))
-        self.starts = payload["starts"].to(self.device)
+        self.recurrent = RecurrentState(*(t.to(self.device) for t in mine["recurrent"]))
+        self.starts = mine["starts"].to(self.device)
         self.reporter.info(f"resumed from {path} at episode {self.state.episodes}")
 
     # ------------------------------------------------------------------ the loop
@@ -401,6 +437,19 @@ class Trainer:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, handler)
         return previous
+
+    def _stop_requested(self) -> bool:
+        """Whether any rank got SIGINT/SIGTERM: all ranks stop at the same rollout boundary."""
+        flag = 1.0 if self.stop_signal else 0.0
+        if self.distributed:
+            tensor = torch.tensor(
+                [flag], device=self.device if self.device.type == "cuda" else "cpu"
+            )
+            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+            flag = float(tensor.item())
+            if flag and not self.stop_signal:
+                self.stop_signal = "a signal to another rank"
+        return flag > 0
 
     def _record_episodes(self, finished: list[EpisodeMetrics]) -> None:
         cfg = self.config.train
@@ -434,8 +483,8 @@ class Trainer:
             key: trend_arrow([entry[key] for entry in losses])
             for key in ("policy_loss", "value_loss")
         }
-        total = sum(self.timing.values()) or 1.0
-        split = ", ".join(f"{k} {v / total:.0%}" for k, v in self.timing.items())
+        episodes = max(self.state.episodes - self._episodes_at_start, 1)
+        split = ", ".join(f"{k} {v / episodes:.2f}" for k, v in self.timing.items())
         last = losses[-1] if losses else {}
         self.reporter.info(
             f"[episode {self.state.episodes}] rolling {self.config.train.rolling_window}: "
@@ -446,7 +495,7 @@ class Trainer:
             f"composite {rolling.get('composite', float('nan')):.3f} | "
             f"policy loss {last.get('policy_loss', float('nan')):.4f} {arrows['policy_loss']}, "
             f"value loss {last.get('value_loss', float('nan')):.4f} {arrows['value_loss']} | "
-            f"time: {split}"
+            f"seconds per episode: {split}"
         )
         self._gpu_report()
 
@@ -465,7 +514,11 @@ class Trainer:
             self.reporter.info(message)
 
     def _validate_and_checkpoint(self, scheduled: bool) -> dict[str, float]:
-        metrics = self.validate()
+        metrics = self.validate() if self.is_main else {}
+        if self.distributed:  # one validation, every rank takes the same decisions from it
+            shared = [metrics]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            metrics = shared[0]
         episode = self.state.episodes
         self.reporter.info(
             f"validation at episode {episode}: composite {metrics['composite']:.3f}, "
@@ -497,6 +550,7 @@ class Trainer:
         started = time.perf_counter()
         previous = self._install_signals()
         self.reporter.start_progress(episodes, self.state.episodes)
+        self._episodes_at_start = self.state.episodes
         stop_reason = "episodes done"
         validation: dict[str, float] = {}
         try:
@@ -508,7 +562,7 @@ class Trainer:
                 )  # fmt: skip
                 began = time.perf_counter()
                 stats = ppo_update(
-                    self.model, self.optimizer, rollout, advantages, returns, cfg.ppo,
+                    self.ddp, self.optimizer, rollout, advantages, returns, cfg.ppo,
                     self.generator, cfg.ppo.grad_accum_steps, self.scaler, self.autocast_dtype,
                 )  # fmt: skip
                 self.timing["update"] += time.perf_counter() - began
@@ -540,8 +594,8 @@ class Trainer:
                         f"(best at episode {self.state.best_episode})"
                     )
                     break
-                if self.stop_signal:
-                    stop_reason = f"{self.stop_signal} received"
+                if self._stop_requested():
+                    stop_reason = f"{self.stop_signal or 'a signal to another rank'} received"
                     break
         finally:
             for sig, handler in previous.items():
