@@ -265,6 +265,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--early-stopping-min-delta", type=float, help="smallest composite gain (0.001)"
     )
+    parser.add_argument(
+        "--train-ensemble",
+        action="store_true",
+        help="train several models with different seeds and weight them by validation score",
+    )
+    parser.add_argument("--num-ensemble-models", type=int, default=3, help="ensemble members (3)")
+    parser.add_argument(
+        "--episodes-per-ensemble-model", type=int, default=1000, help="episodes per member (1000)"
+    )
     parser.add_argument("--seed", type=int, help="random seed (0)")
     parser.add_argument("--num-envs", type=int, help="parallel training episodes (8)")
     parser.add_argument("--episode-length", type=int, help="trading days per episode (252)")
@@ -327,6 +336,17 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 
     config = train_config_from_args(args)
     world = world_size_of(config)
+    if args.train_ensemble:
+        from clstm_ppo.train.ensemble import train_ensemble
+
+        if world > 1:
+            raise ConfigError("--train-ensemble: members already train in parallel processes; "
+                              "drop --num-procs/--num_gpus N")  # fmt: skip
+        for flag in ("num_ensemble_models", "episodes_per_ensemble_model"):
+            if getattr(args, flag) < 1:
+                raise ConfigError(f"--{flag.replace('_', '-')}: must be at least 1")
+        train_ensemble(config, args.num_ensemble_models, args.episodes_per_ensemble_model, console)
+        return 0
     if world > 1:
         check_gpus(config)
         return _launch_distributed(world, args.train_argv, console)

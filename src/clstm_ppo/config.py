@@ -224,6 +224,8 @@ class TrainConfig(_Section):
     """Training processes on the CPU (DDP over gloo), for --device cpu."""
     amp: Literal["off", "fp16", "bf16"] = "off"
     """Mixed precision: fp16 with a grad scaler (CUDA only) or bf16 autocast."""
+    ensemble_temperature: float = Field(0.05, gt=0.0)
+    """Softmax temperature of ensemble weights over validation composite scores."""
     keep_checkpoints: int = Field(3, ge=1)
     """Plain periodic checkpoints kept besides the bests, latest and milestones."""
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from clstm_ppo.agent.network import CLSTMActorCritic, RecurrentState
+from clstm_ppo.agent.policy import ModelPolicy
 from clstm_ppo.agent.ppo import Rollout, compute_gae, ppo_update
 from clstm_ppo.config import Config, config_hash, config_to_dict
 from clstm_ppo.errors import CheckpointError
@@ -85,6 +86,43 @@ def _obs_tensors(obs: dict[str, np.ndarray], device: torch.device) -> tuple[torc
     portfolio = torch.as_tensor(obs["portfolio"], device=device)
     mask = obs.get("action_mask")
     return market, portfolio, None if mask is None else torch.as_tensor(mask, device=device).bool()
+
+
+def run_policy(
+    policy: Any,
+    config: Config,
+    env_factory: EnvFactory = default_env_factory,
+    device: torch.device | None = None,
+    split: str = "validation",
+    episodes: int | None = None,
+) -> dict[str, float]:
+    """Aggregate metrics of a deterministic policy (a model or an ensemble) over ``episodes``
+    fixed episodes of ``split`` (the same episodes every call)."""
+    device = device or torch.device("cpu")
+    n = episodes or config.train.validation_episodes
+    env = env_factory(config, split, n)
+    obs, _ = env.reset(seed=VALIDATION_SEED)
+    state = policy.initial_state(n, device)
+    starts = torch.ones(n, device=device)
+    done_rows = np.zeros(n, dtype=bool)
+    results: list[EpisodeMetrics] = []
+    while not done_rows.all():
+        market, portfolio, mask = _obs_tensors(obs, device)
+        action, state, _ = policy.act(market, portfolio, mask, state, starts)
+        obs, _, terminated, truncated, info = env.step(action.cpu().numpy())
+        starts = torch.zeros(n, device=device)
+        for row in np.flatnonzero(np.logical_or(terminated, truncated) & ~done_rows):
+            summary = info["final_info"][row]
+            results.append(
+                episode_metrics(
+                    summary["portfolio_values"],
+                    (trade["pnl"] for trade in summary["closed_trades"]),
+                    summary.get("costs_paid", 0.0),
+                    config.train.risk_free_rate,
+                )
+            )
+            done_rows[row] = True
+    return aggregate(results)
 
 
 def _numpy_rng_state() -> dict[str, Any]:
@@ -280,38 +318,11 @@ class Trainer:
     # ------------------------------------------------------------------ validation
     def validate(self) -> dict[str, float]:
         """Deterministic policy on the validation split, same episodes every time."""
-        cfg = self.config
-        env = self.env_factory(cfg, "validation", cfg.train.validation_episodes)
-        obs, _ = env.reset(seed=VALIDATION_SEED)
-        n = cfg.train.validation_episodes
-        recurrent = self.model.initial_state(n, self.device)
-        starts = torch.ones(n, device=self.device)
-        done_rows = np.zeros(n, dtype=bool)
-        results: list[EpisodeMetrics] = []
         self.model.eval()
-        while not done_rows.all():
-            market, portfolio, mask = _obs_tensors(obs, self.device)
-            with torch.no_grad():
-                dist, _, recurrent = self.model.evaluate(
-                    market[None], portfolio[None], None if mask is None else mask[None],
-                    recurrent, starts[None],
-                )  # fmt: skip
-            action = dist.probs.argmax(-1) if self.discrete else dist.mean
-            obs, _, terminated, truncated, info = env.step(action.cpu().numpy())
-            starts = torch.zeros(n, device=self.device)
-            for row in np.flatnonzero(np.logical_or(terminated, truncated) & ~done_rows):
-                summary = info["final_info"][row]
-                results.append(
-                    episode_metrics(
-                        summary["portfolio_values"],
-                        (trade["pnl"] for trade in summary["closed_trades"]),
-                        summary.get("costs_paid", 0.0),
-                        cfg.train.risk_free_rate,
-                    )
-                )
-                done_rows[row] = True
-        self.model.train()
-        return aggregate(results)
+        try:
+            return run_policy(ModelPolicy(self.model), self.config, self.env_factory, self.device)
+        finally:
+            self.model.train()
 
     # ------------------------------------------------------------------ checkpoints
     def _rank_state(self) -> dict[str, Any]:
