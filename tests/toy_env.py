@@ -7,13 +7,19 @@ Dict with ``market`` (T, F), ``portfolio`` (P,) and ``action_mask`` MultiBinary(
 ``info["final_obs"]`` / ``info["final_info"]``, plus ``state_dict`` / ``load_state_dict`` /
 ``observe`` so a trainer checkpoint can carry it.
 
-The game (a contextual bandit): each step a signal ``s`` in {0, 1} is drawn; the last row of the
-market window is its one-hot code (earlier rows hold earlier signals). Actions:
+The game (a contextual bandit): each step a signal ``s`` in {0, ..., K-1} (``K = N_SIGNALS``) is
+drawn; the last row of the market window is its one-hot code (earlier rows hold earlier signals).
+Actions:
 
 - 0 hold: reward 0 (masked on about half of the steps),
-- 1 bet on ``s = 0``, 2 bet on ``s = 1``: reward +1 when right, -1 when wrong,
-- 3 a trap that is always masked: it would pay +2, so a mask that leaks shows up as the agent
-  learning to take it; every time it is taken is counted in ``invalid_taken``.
+- ``1 + k`` bet on ``s = k``: reward +1 when right, -1 when wrong (a policy that ignores the
+  signal wins one bet in K and loses money),
+- ``TRAP_ACTION = K + 1`` is always masked: it would pay +2, so a mask that leaks shows up as the
+  agent learning to take it; every time it is taken is counted in ``invalid_taken``.
+
+With ``memory=True`` the signal is drawn once per episode and shown only on its first step (the
+market window is blank afterwards), so the best policy must remember it: only the stage-2 LSTM
+state that runs across steps can carry it.
 
 Episodes last ``episode_length`` steps and end as terminated. The portfolio value starts at
 ``INITIAL_VALUE`` and moves by each reward; every bet is a closed trade whose P&L is its reward.
@@ -30,10 +36,11 @@ import torch
 from gymnasium import spaces
 
 INITIAL_VALUE = 100.0
-N_ACTIONS = 4
-N_FEATURES = 2
+N_SIGNALS = 4
+N_ACTIONS = N_SIGNALS + 2
+N_FEATURES = N_SIGNALS
 PORTFOLIO_SIZE = 2
-TRAP_ACTION = 3
+TRAP_ACTION = N_SIGNALS + 1
 TRAP_REWARD = 2.0
 
 
@@ -45,8 +52,11 @@ def optimal_return(episode_length: int) -> float:
 class ToyVectorEnv:
     """``num_envs`` copies of the game, stepped together (see the module docstring)."""
 
-    def __init__(self, num_envs: int, episode_length: int = 8, window: int = 3) -> None:
+    def __init__(
+        self, num_envs: int, episode_length: int = 8, window: int = 3, memory: bool = False
+    ) -> None:
         self.num_envs = num_envs
+        self.memory = memory
         self.episode_length = episode_length
         self.window = window
         self.single_action_space = spaces.Discrete(N_ACTIONS)
@@ -73,7 +83,9 @@ class ToyVectorEnv:
     def _start(self, rows: np.ndarray) -> None:
         for row in rows:
             rng = np.random.default_rng([self.base_seed, int(row), int(self.episode_index[row])])
-            self.signals[row] = rng.integers(0, 2, self.episode_length)
+            self.signals[row] = rng.integers(
+                0, N_SIGNALS, 1 if self.memory else self.episode_length
+            )
             self.hold_ok[row] = rng.integers(0, 2, self.episode_length).astype(bool)
             self.episode_index[row] += 1
         self.t[rows] = 0
@@ -93,7 +105,7 @@ class ToyVectorEnv:
         market = np.zeros((n, self.window, N_FEATURES), dtype=np.float32)
         for lag in range(self.window):
             step = self.t - lag
-            live = step >= 0
+            live = (step == 0) if self.memory else (step >= 0)
             signal = self.signals[rows, np.maximum(step, 0)]
             market[live, self.window - 1 - lag, signal[live]] = 1.0
         portfolio = np.stack(
@@ -124,7 +136,7 @@ class ToyVectorEnv:
         self.invalid_taken += int(np.sum(mask[rows, actions] == 0))
         self.steps_taken += self.num_envs
         signal = self.signals[rows, self.t]
-        bet = (actions == 1) | (actions == 2)
+        bet = (actions >= 1) & (actions <= N_SIGNALS)
         right = actions == 1 + signal
         reward = np.where(bet, np.where(right, 1.0, -1.0), 0.0)
         reward = np.where(actions == TRAP_ACTION, TRAP_REWARD, reward)
@@ -187,11 +199,12 @@ class ToyVectorEnv:
 class ToyEnvFactory:
     """A Trainer ``env_factory`` that builds :class:`ToyVectorEnv` and remembers what it built."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory: bool = False) -> None:
+        self.memory = memory
         self.built: list[tuple[str, ToyVectorEnv]] = []
 
     def __call__(self, config: Any, split: str, n_envs: int) -> ToyVectorEnv:
-        env = ToyVectorEnv(n_envs, config.env.episode_length, config.env.window)
+        env = ToyVectorEnv(n_envs, config.env.episode_length, config.env.window, self.memory)
         self.built.append((split, env))
         return env
 

@@ -126,7 +126,8 @@ class CLSTMActorCritic(nn.Module):
     def distribution(
         self, actor_hidden: torch.Tensor, action_mask: torch.Tensor | None
     ) -> Categorical | Normal:
-        out = self.actor_head(actor_hidden)
+        # float32 logits even under fp16 autocast: the -1e8 mask and the entropy need the range.
+        out = self.actor_head(actor_hidden).float()
         if self.discrete:
             if action_mask is not None:
                 out = torch.where(action_mask.bool(), out, torch.full_like(out, MASKED_LOGIT))
