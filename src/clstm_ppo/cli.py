@@ -385,6 +385,24 @@ def run_worker(argv: list[str], environ: dict[str, str]) -> int:
             dist.destroy_process_group()
 
 
+def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    from clstm_ppo.evaluate.runner import run_evaluation, summarise_runs
+
+    if args.random_seeds < 0:
+        raise ConfigError("--random-seeds: must be >= 0")
+    if args.runs:
+        missing = [str(run) for run in args.runs if not (run / "checkpoints").is_dir()]
+        if missing:
+            raise ConfigError(f"--runs: no checkpoints folder in {', '.join(missing)}")
+        output = args.output or Path("evaluation") / "runs_summary"
+        summarise_runs(args.runs, args.split, output, args.random_seeds, console)
+        return 0
+    checkpoints = args.run_dir / args.run_name / "checkpoints"
+    output = args.output or Path("evaluation") / f"{args.run_name}_{args.split}"
+    run_evaluation(args.checkpoint, checkpoints, args.split, output, args.random_seeds, console)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -397,6 +415,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_train_arguments(train)
     train.set_defaults(handler=_cmd_train)
+
+    for name in ("evaluate", "backtest"):
+        evaluate = commands.add_parser(
+            name,
+            help="walk a checkpoint or ensemble through unseen data beside the baselines"
+            + (" (same as evaluate)" if name == "backtest" else ""),
+        )
+        evaluate.add_argument(
+            "--checkpoint",
+            default="best",
+            metavar="best|latest|PATH|ENSEMBLE_DIR",
+            help="what to evaluate (default: the run's best_composite)",
+        )
+        evaluate.add_argument(
+            "--runs", type=Path, nargs="+", help="several run folders (one per seed) to summarise"
+        )
+        evaluate.add_argument(
+            "--split", default="test", choices=["train", "validation", "test"],
+            help="split to walk (default test)",
+        )  # fmt: skip
+        evaluate.add_argument("--output", type=Path, help="folder for the files and report.html")
+        evaluate.add_argument("--run-dir", type=Path, default=Path("runs"), help="runs folder")
+        evaluate.add_argument("--run-name", default="clstm_ppo", help="run sub-folder")
+        evaluate.add_argument(
+            "--random-seeds", type=int, default=3, help="seeds of the random baseline (3)"
+        )
+        evaluate.set_defaults(handler=_cmd_evaluate)
 
     data = commands.add_parser("data", help="inspect and download market data")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
