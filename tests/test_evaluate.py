@@ -65,7 +65,7 @@ def test_evaluate_command_writes_files_and_report(tmp_path, capsys) -> None:
     assert main(["train", "--episodes", "4", *_tiny_flags(tmp_path)]) == 0
     output = tmp_path / "out"
     code = main(["evaluate", "--checkpoint", "best", "--run-dir", str(tmp_path), "--output",
-                 str(output), "--random-seeds", "2", "--split", "test"])  # fmt: skip
+                 str(output), "--random-seeds", "2", "--episodes", "3"])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
     assert "evaluation on the test split (2016-01-04..2018-12-31)" in out.replace("\n", " ")
@@ -79,6 +79,8 @@ def test_evaluate_command_writes_files_and_report(tmp_path, capsys) -> None:
     assert metrics["buy_and_hold"]["total_return"] == pytest.approx(2506.85 / 2012.66 - 1, abs=0.01)
     assert metrics["cash"]["total_return"] == 0.0
     assert metrics["covered_call_monthly"]["trades"] >= 20  # about one buy-write a month
+    windows = json.loads((output / "windows.json").read_text())
+    assert windows["episodes"] == 3 and "composite" in windows
     equity = pd.read_csv(output / "equity.csv")
     assert len(equity) == 754  # every trading day of the test split
 

@@ -399,7 +399,12 @@ def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
         return 0
     checkpoints = args.run_dir / args.run_name / "checkpoints"
     output = args.output or Path("evaluation") / f"{args.run_name}_{args.split}"
-    run_evaluation(args.checkpoint, checkpoints, args.split, output, args.random_seeds, console)
+    if args.episodes is not None and args.episodes < 1:
+        raise ConfigError("--episodes: must be at least 1")
+    run_evaluation(
+        args.checkpoint, checkpoints, args.split, output, args.random_seeds, console,
+        args.episodes,
+    )  # fmt: skip
     return 0
 
 
@@ -436,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="split to walk (default test)",
         )  # fmt: skip
         evaluate.add_argument("--output", type=Path, help="folder for the files and report.html")
+        evaluate.add_argument(
+            "--episodes", type=int,
+            help="also evaluate K fixed windows of episode_length days (windows.json)",
+        )  # fmt: skip
         evaluate.add_argument("--run-dir", type=Path, default=Path("runs"), help="runs folder")
         evaluate.add_argument("--run-name", default="clstm_ppo", help="run sub-folder")
         evaluate.add_argument(

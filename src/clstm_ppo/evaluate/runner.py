@@ -33,6 +33,7 @@ from clstm_ppo.evaluate.metrics import strategy_metrics
 from clstm_ppo.evaluate.results import StrategyRun
 from clstm_ppo.train import checkpoint as ckpt
 from clstm_ppo.train.ensemble import METADATA, load_ensemble, load_member
+from clstm_ppo.train.trainer import run_policy
 
 SHOWN = ("total_return", "annualised_return", "sharpe", "sharpe_ci_low", "sharpe_ci_high",
          "max_drawdown", "win_rate", "profit_rate", "trades", "costs_paid")  # fmt: skip
@@ -120,7 +121,7 @@ def metrics_table(runs: list[StrategyRun], title: str) -> Table:
 
 def run_evaluation(
     spec: str, checkpoints: Path, split: str, output: Path, random_seeds: int,
-    console: Console,
+    console: Console, episodes: int | None = None,
 ) -> list[StrategyRun]:  # fmt: skip
     from clstm_ppo.evaluate.report import write_report
 
@@ -131,6 +132,16 @@ def run_evaluation(
     period = f"{provenance['split']['first']}..{provenance['split']['last']}"
     console.print(metrics_table(runs, f"evaluation on the {split} split ({period})"))
     console.print(f"report: {written['report.html']}", highlight=False)
+    if episodes:
+        # Besides the one continuous walk: K fixed windows of episode_length days (the same
+        # windows every time), aggregated like the trainer's validation.
+        windows = run_policy(policy, config, split=split, episodes=episodes)
+        (output / "windows.json").write_text(json.dumps(windows, indent=2, default=float))
+        console.print(
+            f"{episodes} windows of {config.env.episode_length} days: "
+            + ", ".join(f"{key} {value:.4g}" for key, value in windows.items()),
+            highlight=False,
+        )
     return runs
 
 
