@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks_md import write_section
 from clstm_ppo.train import checkpoint as ckpt
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 SECTION = "## DDP: 2 processes against 1 (CPU, gloo)"
 
 
@@ -74,14 +74,7 @@ def main() -> None:
             f" --write\n```\n\nDefault (paper) network, 8 environments per process, bundled SPX;"
             f" {os.cpu_count()} CPU cores. Measured {time.strftime('%Y-%m-%d')}:\n\n{table}\n"
         )
-        text = BENCHMARKS.read_text()
-        pattern = re.compile(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-        text = (
-            pattern.sub(section.rstrip("\n"), text)
-            if pattern.search(text)
-            else (text.rstrip("\n") + "\n\n" + section)
-        )
-        BENCHMARKS.write_text(text)
+        write_section(SECTION, section)
 
 
 if __name__ == "__main__":

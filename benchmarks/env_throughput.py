@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks_md import write_section
 from clstm_ppo.envs import BatchedOptionsEnv, MultiLegOptionsEnv
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 SECTION = "## Environment throughput"
 
 
@@ -85,14 +83,7 @@ def main() -> None:
             f"Measured {time.strftime('%Y-%m-%d')}:\n\n"
             f"{table}\n"
         )
-        text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-        pattern = re.compile(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-        text = (
-            pattern.sub(section.rstrip("\n"), text)
-            if pattern.search(text)
-            else (text.rstrip("\n") + "\n\n" + section)
-        )
-        BENCHMARKS.write_text(text)
+        write_section(SECTION, section)
 
 
 if __name__ == "__main__":

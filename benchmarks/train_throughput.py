@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+from benchmarks_md import write_section
+
 SECTION = "## Training throughput against SB3 RecurrentPPO"
 TARGET = 20.0  # the target: ours >= 20x SB3 in env-steps/s
 N_ENVS = 8
@@ -711,16 +712,6 @@ def reflow(text: str, width: int = 100) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def write_section(text: str) -> None:
-    current = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-    if pattern.search(current):
-        current = pattern.sub(lambda _: text.rstrip("\n"), current)
-    else:
-        current = current.rstrip("\n") + "\n\n" + text.rstrip("\n")
-    BENCHMARKS.write_text(current.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="env steps per side")
@@ -761,7 +752,7 @@ def main() -> None:
         command = "python benchmarks/train_throughput.py --write"
         if args.steps != DEFAULT_STEPS:
             command = f"python benchmarks/train_throughput.py --steps {args.steps} --write"
-        write_section(reflow(section(ours, sb3, profile, args.steps, command)))
+        write_section(SECTION, reflow(section(ours, sb3, profile, args.steps, command)))
 
 
 if __name__ == "__main__":

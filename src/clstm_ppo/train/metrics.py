@@ -99,6 +99,16 @@ def episode_metrics(
     )
 
 
+def summary_metrics(summary: dict, risk_free_rate: float = 0.0) -> EpisodeMetrics:
+    """Metrics of an environment's end-of-episode summary (``final_info`` entry)."""
+    return episode_metrics(
+        summary["portfolio_values"],
+        (trade["pnl"] for trade in summary["closed_trades"]),
+        summary.get("costs_paid", 0.0),
+        risk_free_rate,
+    )
+
+
 def composite_score(win_rate: float, profit_rate: float, mean_return: float) -> float:
     win = 0.0 if math.isnan(win_rate) else win_rate
     return 0.35 * win + 0.35 * profit_rate + 0.30 * (0.5 + 0.5 * math.tanh(mean_return / 0.10))

@@ -37,7 +37,7 @@ from clstm_ppo.train.metrics import (
     MILESTONES,
     EpisodeMetrics,
     aggregate,
-    episode_metrics,
+    summary_metrics,
     trend_arrow,
 )
 from clstm_ppo.train.reporting import Reporter
@@ -112,15 +112,7 @@ def run_policy(
         obs, _, terminated, truncated, info = env.step(action.cpu().numpy())
         starts = torch.zeros(n, device=device)
         for row in np.flatnonzero(np.logical_or(terminated, truncated) & ~done_rows):
-            summary = info["final_info"][row]
-            results.append(
-                episode_metrics(
-                    summary["portfolio_values"],
-                    (trade["pnl"] for trade in summary["closed_trades"]),
-                    summary.get("costs_paid", 0.0),
-                    config.train.risk_free_rate,
-                )
-            )
+            results.append(summary_metrics(info["final_info"][row], config.train.risk_free_rate))
             done_rows[row] = True
     return aggregate(results)
 
@@ -294,14 +286,7 @@ class Trainer:
             if done.any():
                 for row in np.flatnonzero(done):
                     summary = info["final_info"][row]
-                    finished.append(
-                        episode_metrics(
-                            summary["portfolio_values"],
-                            (trade["pnl"] for trade in summary["closed_trades"]),
-                            summary.get("costs_paid", 0.0),
-                            cfg.train.risk_free_rate,
-                        )
-                    )
+                    finished.append(summary_metrics(summary, cfg.train.risk_free_rate))
         market, portfolio, mask = _obs_tensors(self.obs, self.device)
         with torch.no_grad():
             _, next_value, _ = self.model.evaluate(
