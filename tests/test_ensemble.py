@@ -89,3 +89,12 @@ def test_two_model_ensemble_trains_and_evaluates_end_to_end(tmp_path, capsys) ->
     assert loaded["weights"] == metadata["weights"]
     assert policy.weights == pytest.approx(metadata["weights"])
     assert "composite" in metadata["validation"]
+
+
+def test_bad_ensemble_flags_are_one_line_errors(tmp_path, capsys) -> None:
+    base = ["train", "--train-ensemble", "--run-dir", str(tmp_path)]
+    assert main([*base, "--num-ensemble-models", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--num-ensemble-models" in err and "\n" not in err
+    assert main([*base, "--num-procs", "2"]) == 2
+    assert "--train-ensemble" in capsys.readouterr().err
