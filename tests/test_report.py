@@ -280,12 +280,14 @@ window.addEventListener("load", () => {
 
 
 @pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium (PATH or $CHROMIUM): headless render check skipped"
+    CHROMIUM is None and not os.environ.get("CLSTM_REQUIRE_CHROMIUM"),
+    reason="no chromium (PATH or $CHROMIUM): headless render check skipped",
 )
 def test_chromium_renders_images(
     report: tuple[dict[str, Path], list[StrategyRun]], tmp_path: Path
 ) -> None:
     """A real browser decodes every embedded image (offline: the page needs no network)."""
+    assert CHROMIUM, "CLSTM_REQUIRE_CHROMIUM is set but no chromium binary was found"
     written, _ = report
     page = written["report.html"].read_text()
     probed = tmp_path / "probed.html"
