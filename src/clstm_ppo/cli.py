@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -408,6 +409,32 @@ def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace, console: Console) -> int:
+    from clstm_ppo.envs.portfolio_tape import portfolio_tape_for
+    from clstm_ppo.evaluate.paper import MODELS, reproduce_paper
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = [m for m in models if m not in MODELS]
+    if not models or unknown:
+        raise ConfigError(f"--models: use clstm and/or mlp, got {args.models!r}")
+    for flag in ("seeds", "timesteps", "num_envs"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')}: must be at least 1")
+    extra = {
+        "portfolio.data": args.data, "portfolio.tickers": args.tickers,
+        "train.num_envs": args.num_envs, "train.validation_episodes": 1,
+        "train.validate_every": args.num_envs,
+    }  # fmt: skip
+    overrides = dict(parse_override(item) for item in args.overrides)
+    config = load_config(args.config, extra | overrides)
+    tape = portfolio_tape_for(config)
+    first, last = tape.split_bounds("train")
+    per_episode = config.portfolio.episode_length or (last - first)
+    episodes = max(1, math.ceil(args.timesteps / per_episode))
+    reproduce_paper(config, list(range(args.seeds)), episodes, args.output, models, console)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -451,6 +478,24 @@ def build_parser() -> argparse.ArgumentParser:
             "--random-seeds", type=int, default=3, help="seeds of the random baseline (3)"
         )
         evaluate.set_defaults(handler=_cmd_evaluate)
+
+    paper = commands.add_parser(
+        "reproduce-paper",
+        help="rerun Zou et al.'s US stock table (CLSTM-PPO and MLP-PPO vs the Dow) on real data",
+    )
+    paper.add_argument("--data", required=True, help="csv:PATH (Date,Ticker,OHLC,Adj Close,Volume"
+                       " rows) or alpaca:DOW30 / alpaca:AAPL,MSFT,...")  # fmt: skip
+    paper.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per model (default 3)")
+    paper.add_argument(
+        "--timesteps", type=int, default=100_000,
+        help="training env steps per run, rounded up to whole episodes (default 100000)",
+    )  # fmt: skip
+    paper.add_argument("--models", default="clstm,mlp", help="clstm, mlp or both (default)")
+    paper.add_argument("--tickers", default="DOW30", help="DOW30 (default) or AAPL,MSFT,...")
+    paper.add_argument("--num-envs", type=int, default=8, help="parallel accounts (default 8)")
+    paper.add_argument("--output", type=Path, default=Path("runs/paper"), help="output folder")
+    _add_config_flags(paper)
+    paper.set_defaults(handler=_cmd_reproduce)
 
     data = commands.add_parser("data", help="inspect and download market data")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)

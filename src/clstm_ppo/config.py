@@ -144,7 +144,48 @@ class EnvConfig(_Section):
     initial capital x reward scaling."""
 
 
+class PortfolioConfig(_Section):
+    """The stock-portfolio setting of Zou et al. after Yang et al. 2020 (30 Dow stocks)."""
+
+    data: str | None = None
+    """``csv:PATH`` (long file with a ticker column, or a folder) or ``alpaca:TICKERS``."""
+    tickers: str = "DOW30"
+    """``DOW30`` (FinRL's list) or comma-separated tickers; incomplete ones are dropped."""
+    prices: Literal["adjusted", "close"] = "adjusted"
+    """Trade at the dividend- and split-adjusted close (FinRL) or at the file's close."""
+    history_days: int = Field(730, ge=0)
+    """Calendar days loaded before the train split for indicator and turbulence warm-up."""
+    splits: Splits = Splits(
+        train=DateRange(start=dt.date(2009, 1, 1), end=dt.date(2014, 12, 31)),
+        validation=DateRange(start=dt.date(2015, 1, 1), end=dt.date(2015, 12, 31)),
+        test=DateRange(start=dt.date(2016, 1, 1), end=dt.date(2020, 5, 8)),
+    )
+    """Paper: train 2009-2015, trade 2016-01-01..2020-05-08. 2015 is held out here for
+    checkpoint selection so that nothing is tuned on the trading period."""
+    window: int = Field(30, ge=1, le=512)
+    """Days T of market features the stage-1 LSTM reads (paper: 30)."""
+    hmax: int = Field(100, ge=1)
+    """Most shares bought or sold per stock per day (action 1.0)."""
+    cost_pct: float = Field(0.001, ge=0.0, le=0.1)
+    """Cost as a fraction of traded value, on buys and sells (paper: 0.1%)."""
+    initial_capital: float = Field(1_000_000.0, gt=0.0)
+    """Starting cash in USD."""
+    reward_scaling: float = Field(1e-4, gt=0.0)
+    """Reward = change in portfolio value x this."""
+    turbulence_percentile: float = Field(90.0, gt=0.0, le=100.0)
+    """Above this percentile of the train split's turbulence: sell everything, buy nothing."""
+    turbulence_window: int = Field(252, ge=20)
+    """Trailing trading days in the turbulence covariance (past only)."""
+    episode_length: int | None = Field(None, ge=2)
+    """Trading days per training episode from a random start; null walks the whole split."""
+
+
 class AgentConfig(_Section):
+    architecture: Literal["clstm", "mlp"] = "clstm"
+    """``clstm``: the cascaded LSTM; ``mlp``: a feed-forward PPO baseline on the last day's
+    features (no recurrence), as FinRL's and Stable-Baselines3's default PPO."""
+    mlp_hidden: int = Field(64, ge=1)
+    """Units of each of the two hidden layers of the ``mlp`` actor and critic (SB3: 64)."""
     lstm_hidden: int = Field(128, ge=1)
     """Stage-1 LSTM hidden size over the T-day window (paper: 128)."""
     feature_dim: int = Field(128, ge=1)
@@ -239,6 +280,8 @@ class Config(_Section):
     """Commissions, exchange/regulatory fees and slippage (fields documented in options.costs)."""
     env: EnvConfig = EnvConfig()
     """Trading environment."""
+    portfolio: PortfolioConfig = PortfolioConfig()
+    """Stock-portfolio environment (paper reproduction)."""
     agent: AgentConfig = AgentConfig()
     """CLSTM network sizes."""
     ppo: PPOConfig = PPOConfig()

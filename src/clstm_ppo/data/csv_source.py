@@ -153,3 +153,40 @@ def load_csv(
     raise DataError(
         f"{path}: unknown symbol {symbol!r}: not found in any of its {len(files)} files"
     )
+
+
+def load_csv_symbols(
+    path: Path, symbols: list[str] | None = None, required: tuple[str, ...] = BAR_COLUMNS
+) -> dict[str, MarketData]:
+    """Validated bars of several symbols from one long file (a ``ticker`` column) or a folder
+    (one file per symbol, or long files). ``symbols=None`` takes every symbol found."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if _is_data_file(p))
+    if not files:
+        raise DataError(f"{path}: folder holds no .csv, .csv.gz or .parquet files")
+    wanted = None if symbols is None else {s.upper() for s in symbols}
+    found: dict[str, MarketData] = {}
+    for file in files:
+        frame = _normalise_columns(_read_table(file), file)
+        if len(frame) == 0:
+            raise DataError(f"{file}: no data rows")
+        lines = np.arange(len(frame)) + 2
+        if "symbol" not in frame.columns:
+            name = _stem(file).upper()
+            if wanted is None or name in wanted:
+                found[name] = _bars_of(frame, file, lines, name, required)
+            continue
+        labels = frame["symbol"].astype(str).str.upper().to_numpy()
+        for name in _symbols_in(frame):
+            if wanted is not None and name not in wanted:
+                continue
+            keep = labels == name
+            found[name] = _bars_of(frame[keep], file, lines[keep], name, required)
+    if wanted is not None:
+        missing = sorted(wanted - set(found))
+        if missing and len(missing) == len(wanted):
+            raise DataError(f"{path}: none of the tickers {', '.join(sorted(wanted))} found")
+    if not found:
+        raise DataError(f"{path}: no symbols found")
+    return found

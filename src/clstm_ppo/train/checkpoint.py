@@ -135,8 +135,9 @@ def check_compatible(payload: dict[str, Any], config: dict[str, Any], path: Path
     """Refuse a checkpoint whose network or observation layout differs from the config's."""
     saved = payload.get("config", {})
     for section, keys in (
-        ("agent", ("lstm_hidden", "feature_dim", "policy_hidden")),
+        ("agent", ("architecture", "lstm_hidden", "feature_dim", "policy_hidden", "mlp_hidden")),
         ("env", ("window", "enable_multi_leg")),
+        ("portfolio", ("window", "tickers")),
     ):
         for key in keys:
             old = saved.get(section, {}).get(key)

@@ -28,6 +28,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from clstm_ppo.agent.mlp import build_model, model_shapes
 from clstm_ppo.agent.network import CLSTMActorCritic
 from clstm_ppo.agent.policy import EnsemblePolicy, ModelPolicy
 from clstm_ppo.config import Config, config_from_key, config_hash, config_key, config_to_dict
@@ -57,14 +58,7 @@ def load_member(path: Path, device: torch.device) -> tuple[CLSTMActorCritic, dic
     payload = ckpt.load(path, device)
     state = payload["model"]
     config = Config.model_validate(payload["config"])
-    n_features = state["feature_lstm.weight_ih_l0"].shape[1]
-    portfolio = state["actor_lstm.weight_ih_l0"].shape[1] - config.agent.feature_dim
-    out = state["actor_head.weight"].shape[0]
-    discrete = "log_std" not in state
-    model = CLSTMActorCritic(
-        n_features, portfolio, config.agent,
-        n_actions=out if discrete else None, action_dim=None if discrete else out,
-    ).to(device)  # fmt: skip
+    model = build_model(config.agent, **model_shapes(state, config.agent)).to(device)
     model.load_state_dict(state)
     model.eval()
     return model, payload

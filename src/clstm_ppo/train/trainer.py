@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from clstm_ppo.agent.network import CLSTMActorCritic, RecurrentState
+from clstm_ppo.agent.mlp import build_model
+from clstm_ppo.agent.network import RecurrentState
 from clstm_ppo.agent.policy import ModelPolicy
 from clstm_ppo.agent.ppo import Rollout, compute_gae, ppo_update
 from clstm_ppo.config import Config, config_hash, config_to_dict
@@ -174,8 +175,8 @@ class Trainer:
         action_space = self.env.single_action_space
         self.n_actions = int(action_space.n) if self.discrete else None
         self.action_dim = None if self.discrete else int(np.prod(action_space.shape))
-        self.model = CLSTMActorCritic(
-            self.n_features, self.portfolio_size, config.agent, self.n_actions, self.action_dim
+        self.model = build_model(
+            config.agent, self.n_features, self.portfolio_size, self.n_actions, self.action_dim
         ).to(device)
         ppo = config.ppo
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=ppo.learning_rate, eps=1e-5)

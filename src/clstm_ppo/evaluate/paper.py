@@ -1,0 +1,314 @@
+"""``clstm-ppo reproduce-paper``: Zou et al. (arXiv 2212.02721) Table 6 (USA) with our code.
+
+For each seed: train CLSTM-PPO and the MLP-PPO baseline on the stock-portfolio environment
+(train split), pick each run's best checkpoint on the validation split, and walk the trading
+period once with the deterministic policy. Beside them, on the same days: the Dow rebuilt as a
+price-weighted index of the tickers used, and an equal-weight buy-and-hold of them (same costs).
+Metrics come from the evaluation module; across seeds we report mean, std and a 95% t interval.
+Runs resume from their latest checkpoint when the command is repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.table import Table
+from scipy import stats
+
+from clstm_ppo.agent.policy import ModelPolicy
+from clstm_ppo.config import Config, build_config, config_hash
+from clstm_ppo.envs.portfolio import PortfolioSimulator, portfolio_env_factory
+from clstm_ppo.envs.portfolio_tape import PortfolioTape, portfolio_tape_for
+from clstm_ppo.errors import CheckpointError
+from clstm_ppo.evaluate.metrics import strategy_metrics
+from clstm_ppo.evaluate.results import StrategyRun
+from clstm_ppo.train import checkpoint as ckpt
+from clstm_ppo.train.ensemble import load_member
+from clstm_ppo.train.reporting import Reporter
+from clstm_ppo.train.trainer import Trainer
+
+# Zou et al., Table 6, USA, 2016-01-01..2020-05-08 (blank cells are not given in the paper).
+PAPER_TABLE = {
+    "CLSTM-PPO": {"cumulative_return": 0.9081, "max_drawdown": 0.4651, "sharpe": 1.154},
+    "Ensemble (Yang et al. 2020)": {"cumulative_return": 0.7040, "sharpe": 1.312},
+    "PPO": {"cumulative_return": 0.5437, "max_drawdown": 0.2830, "sharpe": 0.808},
+    "RecurrentPPO": {"cumulative_return": 0.4977, "sharpe": 0.682},
+    "DJI": {"cumulative_return": 0.5097, "sharpe": 0.415},
+}
+MODELS = {"clstm": "CLSTM-PPO", "mlp": "PPO"}  # our architecture -> the paper's row
+PAPER_METRICS = ("cumulative_return", "max_drawdown", "sharpe")
+
+
+def _trades(sim: PortfolioSimulator, tickers: tuple[str, ...]) -> pd.DataFrame:
+    """Every sell as a closed trade (P&L against the average cost), labelled by ticker."""
+    steps = int(sim.steps[0])
+    pnl = sim.sell_pnl[0, :steps]
+    days, stocks = np.nonzero(np.isfinite(pnl))
+    dates = sim.tape.dates[sim.start_day[0] + days]
+    return pd.DataFrame(
+        {
+            "strategy": [tickers[s] for s in stocks],
+            "opened": pd.NaT,
+            "closed": dates,
+            "pnl": pnl[days, stocks],
+        }
+    )
+
+
+def walk_policy(policy: Any, config: Config, split: str, name: str) -> StrategyRun:
+    """One continuous deterministic walk through ``split`` from its first day."""
+    tape = portfolio_tape_for(config)
+    sim = PortfolioSimulator(tape, config.portfolio, 1, split, random_start=False)
+    sim.seed(np.zeros(1, dtype=np.uint64))
+    sim.reset()
+    state = policy.initial_state(1, torch.device("cpu"))
+    starts = torch.ones(1)
+    done = False
+    while not done:
+        obs = sim.observe()
+        market = torch.as_tensor(obs["market"])
+        portfolio = torch.as_tensor(obs["portfolio"])
+        action, state, _ = policy.act(market, portfolio, None, state, starts)
+        starts = torch.zeros(1)
+        done = bool(sim.step(action.numpy())["truncated"][0])
+    first = int(sim.start_day[0])
+    steps = int(sim.steps[0])
+    return StrategyRun(
+        name=name,
+        dates=tape.dates[first : first + steps + 1],
+        values=sim.equity[0, : steps + 1].copy(),
+        trades=_trades(sim, tape.panel.tickers),
+        costs_paid=float(sim.costs_paid[0]),
+        kind="agent",
+    )
+
+
+def index_baseline(tape: PortfolioTape, split: str, capital: float) -> StrategyRun:
+    """The Dow's method on our tickers: the sum of their prices (a price-weighted index, no
+    dividends), scaled to ``capital`` on the first day. No costs: an index, not a portfolio."""
+    first, last = tape.split_bounds(split)
+    level = tape.panel.index_close[first : last + 1].sum(axis=1)
+    return StrategyRun(
+        name="DJI (rebuilt, price-weighted)",
+        dates=tape.dates[first : last + 1],
+        values=capital * level / level[0],
+        trades=pd.DataFrame(columns=["strategy", "opened", "closed", "pnl"]),
+        costs_paid=0.0,
+    )
+
+
+def equal_weight_baseline(tape: PortfolioTape, config: Config, split: str) -> StrategyRun:
+    """Buy equal dollar amounts of every stock (whole shares, ``cost_pct`` paid) at the first
+    close of ``split``, then hold."""
+    cfg = config.portfolio
+    first, last = tape.split_bounds(split)
+    prices = tape.prices[first : last + 1]
+    unit = prices[0] * (1.0 + cfg.cost_pct)
+    shares = np.floor(cfg.initial_capital / tape.n_stocks / unit)
+    cash = cfg.initial_capital - float(shares @ unit)
+    return StrategyRun(
+        name="equal-weight buy-and-hold",
+        dates=tape.dates[first : last + 1],
+        values=cash + prices @ shares,
+        trades=pd.DataFrame(columns=["strategy", "opened", "closed", "pnl"]),
+        costs_paid=float(shares @ prices[0]) * cfg.cost_pct,
+    )
+
+
+def with_metrics(run: StrategyRun, config: Config) -> StrategyRun:
+    pnls = run.trades["pnl"].to_numpy(dtype=float) if len(run.trades) else np.array([])
+    run.metrics = strategy_metrics(
+        run.dates, run.values, pnls, run.costs_paid, config.train.risk_free_rate
+    )
+    return run
+
+
+def run_config(base: Config, architecture: str, seed: int, episodes: int, runs: Path) -> Config:
+    overrides = {
+        "agent.architecture": architecture,
+        "train.seed": seed,
+        "train.episodes": episodes,
+        "train.run_dir": str(runs),
+        "train.run_name": f"{architecture}_seed{seed}",
+    }
+    return build_config(base.model_dump(mode="json"), overrides, origin="reproduce-paper")
+
+
+def train_one(config: Config, console: Console) -> tuple[Path, float]:
+    """Train (or resume, or skip when already done) one run; its folder and training seconds."""
+    folder = config.train.run_dir / config.train.run_name
+    reporter = Reporter(folder, active=True, console=console)
+    started = time.perf_counter()
+    try:
+        provenance = portfolio_tape_for(config).provenance
+        trainer = Trainer(
+            config, folder, torch.device("cpu"), env_factory=portfolio_env_factory,
+            reporter=reporter, provenance=provenance,
+        )  # fmt: skip
+        try:
+            resume = ckpt.resolve(folder / "checkpoints", "latest")
+        except CheckpointError:
+            resume = None  # nothing saved yet: a fresh run
+        if resume is not None:
+            trainer.load(resume)
+        if trainer.state.episodes < config.train.episodes:
+            trainer.train(config.train.episodes)
+    finally:
+        reporter.close()
+    return folder, time.perf_counter() - started
+
+
+def summarise(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=float)
+    finite = array[np.isfinite(array)]
+    mean = float(finite.mean()) if finite.size else math.nan
+    std = float(finite.std(ddof=1)) if finite.size > 1 else math.nan
+    half = (
+        float(stats.t.ppf(0.975, finite.size - 1) * std / math.sqrt(finite.size))
+        if finite.size > 1
+        else math.nan
+    )
+    return {"mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def _pct(value: float) -> str:
+    return "-" if value != value else f"{value:.2%}"
+
+
+def _num(value: float) -> str:
+    return "-" if value != value else f"{value:.3f}"
+
+
+def _cell(metric: str, value: float) -> str:
+    return _num(value) if metric == "sharpe" else _pct(value)
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """Our rows (mean, 95% CI across seeds) beside the paper's, in the paper's metrics."""
+    lines = [
+        "| strategy | cumulative return (ours) | paper | max drawdown (ours) | paper "
+        "| Sharpe (ours) | paper |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, row in results["models"].items():
+        paper = PAPER_TABLE[MODELS[key]]
+        cells = []
+        for metric in PAPER_METRICS:
+            s = row["summary"][metric]
+            ours = f"{_cell(metric, s['mean'])} [{_cell(metric, s['ci_low'])}, "
+            ours += f"{_cell(metric, s['ci_high'])}]"
+            cells += [ours, _cell(metric, paper.get(metric, math.nan))]
+        lines.append(f"| {MODELS[key]} ({key}, {len(row['seeds'])} seeds) | " + " | ".join(cells))
+    for name, metrics in results["baselines"].items():
+        paper = PAPER_TABLE["DJI"] if name.startswith("DJI") else {}
+        cells = []
+        for metric in PAPER_METRICS:
+            cells += [_cell(metric, metrics[metric]), _cell(metric, paper.get(metric, math.nan))]
+        lines.append(f"| {name} | " + " | ".join(cells))
+    return "\n".join(line + (" |" if not line.endswith("|") else "") for line in lines) + "\n"
+
+
+def reproduce_paper(
+    base: Config,
+    seeds: list[int],
+    episodes: int,
+    output: Path,
+    architectures: tuple[str, ...] = ("clstm", "mlp"),
+    console: Console | None = None,
+) -> dict[str, Any]:
+    console = console or Console()
+    started = time.perf_counter()
+    tape = portfolio_tape_for(base)
+    output.mkdir(parents=True, exist_ok=True)
+    split = "test"
+    baselines = [
+        with_metrics(index_baseline(tape, split, base.portfolio.initial_capital), base),
+        with_metrics(equal_weight_baseline(tape, base, split), base),
+    ]
+    results: dict[str, Any] = {"models": {}, "baselines": {}}
+    for arch in architectures:
+        per_seed = []
+        for seed in seeds:
+            config = run_config(base, arch, seed, episodes, output / "runs")
+            console.print(f"[bold]{MODELS[arch]}[/] ({arch}) seed {seed}: training {episodes} "
+                          f"episodes on {tape.provenance['splits']['train']}")  # fmt: skip
+            folder, seconds = train_one(config, console)
+            model, payload = load_member(ckpt.resolve(folder / "checkpoints", "best"),
+                                         torch.device("cpu"))  # fmt: skip
+            agent = with_metrics(
+                walk_policy(ModelPolicy(model), config, split, f"{MODELS[arch]} seed {seed}"),
+                config,
+            )
+            report_dir = output / "reports" / f"{arch}_seed{seed}"
+            _write_report(report_dir, [agent, *baselines], config, tape, payload)
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "train_seconds": round(seconds, 1),
+                    "checkpoint_episode": payload["train_state"]["episodes"],
+                    "env_steps": payload["train_state"]["env_steps"],
+                    "report": str(report_dir / "report.html"),
+                    "metrics": agent.metrics,
+                }
+            )
+        summary = {
+            m: summarise([_paper_metric(s["metrics"], m) for s in per_seed]) for m in PAPER_METRICS
+        }
+        results["models"][arch] = {"seeds": per_seed, "summary": summary}
+    for run in baselines:
+        results["baselines"][run.name] = {m: _paper_metric(run.metrics, m) for m in PAPER_METRICS}
+    results["provenance"] = {
+        "data": tape.provenance,
+        "config_hash": config_hash(base),
+        "git_commit": ckpt.git_commit(),
+        "seeds": seeds,
+        "episodes_per_run": episodes,
+        "trading_period": tape.provenance["splits"]["test"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (output / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    table = markdown_table(results)
+    (output / "table.md").write_text(table)
+    console.print(_rich_table(results))
+    console.print(f"results: {output / 'results.json'}, table: {output / 'table.md'}")
+    return results
+
+
+def _paper_metric(metrics: dict[str, float], name: str) -> float:
+    return metrics["total_return" if name == "cumulative_return" else name]
+
+
+def _write_report(
+    folder: Path, runs: list[StrategyRun], config: Config, tape: PortfolioTape, payload: dict
+) -> None:
+    from clstm_ppo.evaluate.report import write_report
+
+    first, last = tape.split_bounds("test")
+    provenance = {
+        "policy": {"checkpoint_episode": payload["train_state"]["episodes"],
+                   "seeds": [config.train.seed], "architecture": config.agent.architecture},
+        "data": tape.provenance["data"],
+        "split": {"name": "test", "first": str(tape.dates[first].date()),
+                  "last": str(tape.dates[last].date()), "days": last - first + 1},
+        "config_hash": config_hash(config),
+        "git_commit": ckpt.git_commit(),
+        "turbulence_threshold_after_train": tape.provenance["turbulence_threshold_after_train"],
+    }  # fmt: skip
+    write_report(folder, runs, provenance, title="Paper reproduction: stock portfolio")
+
+
+def _rich_table(results: dict[str, Any]) -> Table:
+    table = Table(title="Trading period: ours (mean [95% CI] across seeds) vs the paper")
+    for column in ("strategy", "cum. return", "paper", "max DD", "paper", "Sharpe", "paper"):
+        table.add_column(column, justify="right")
+    for line in markdown_table(results).splitlines()[2:]:
+        table.add_row(*[cell.strip() for cell in line.strip("|").split("|")])
+    return table
