@@ -417,7 +417,7 @@ def _cmd_reproduce(args: argparse.Namespace, console: Console) -> int:
     unknown = [m for m in models if m not in MODELS]
     if not models or unknown:
         raise ConfigError(f"--models: use clstm and/or mlp, got {args.models!r}")
-    for flag in ("seeds", "timesteps", "num_envs"):
+    for flag in ("seeds", "timesteps", "num_envs", "retrain_timesteps"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')}: must be at least 1")
     extra = {
@@ -431,7 +431,10 @@ def _cmd_reproduce(args: argparse.Namespace, console: Console) -> int:
     first, last = tape.split_bounds("train")
     per_episode = config.portfolio.episode_length or (last - first)
     episodes = max(1, math.ceil(args.timesteps / per_episode))
-    reproduce_paper(config, list(range(args.seeds)), episodes, args.output, models, console)
+    retrain = math.ceil(args.retrain_timesteps / per_episode) if args.retrain == "quarterly" else 0
+    reproduce_paper(
+        config, list(range(args.seeds)), episodes, args.output, models, console, retrain
+    )
     return 0
 
 
@@ -494,6 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--tickers", default="DOW30", help="DOW30 (default) or AAPL,MSFT,...")
     paper.add_argument("--num-envs", type=int, default=8, help="parallel accounts (default 8)")
     paper.add_argument("--output", type=Path, default=Path("runs/paper"), help="output folder")
+    paper.add_argument(
+        "--retrain", choices=["none", "quarterly"], default="none",
+        help="quarterly: fine-tune before each quarter on an expanding window (Yang et al.)",
+    )  # fmt: skip
+    paper.add_argument("--retrain-timesteps", type=int, default=20_000,
+                       help="env steps of each quarterly fine-tuning (default 20000)")  # fmt: skip
     _add_config_flags(paper)
     paper.set_defaults(handler=_cmd_reproduce)
 

@@ -157,8 +157,17 @@ def load_equity_panel(
                 f"{complete_to} (first bar {first})"
             )
             continue
-        if price_mode == "adjusted" and "adj_close" not in frames[name].columns:
-            raise DataError(f"{origin}: {name} has no adjusted close column (use prices: close)")
+        if price_mode == "adjusted":
+            if "adj_close" not in frames[name].columns:
+                raise DataError(f"{origin}: {name} has no adjusted close (use prices: close)")
+            adjusted = frames[name]["adj_close"].to_numpy(dtype=float)
+            bad = np.flatnonzero(~(adjusted > 0))  # NaN or non-positive
+            if bad.size:
+                day = frames[name].index[bad[0]].date()
+                raise DataError(
+                    f"{found[name].origin}: {name} {day}: adjusted close must be a positive "
+                    f"number, got {adjusted[bad[0]]}"
+                )
         kept.append(name)
     if len(kept) < 2:
         raise DataError(f"{origin}: only {len(kept)} ticker(s) complete from {complete_from}")

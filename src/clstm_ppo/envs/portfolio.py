@@ -123,6 +123,16 @@ class PortfolioSimulator:
         self.sell_pnl[rows] = np.nan
         self.traded_shares[rows] = 0
 
+    def set_account(
+        self, row: int, cash: float, holdings: np.ndarray, avg_cost: np.ndarray
+    ) -> None:
+        """Carry an account into a freshly reset episode (e.g. from the previous quarter)."""
+        self.cash[row] = cash
+        self.holdings[row] = holdings
+        self.avg_cost[row] = avg_cost
+        self.value[row] = cash + float(holdings @ self.tape.prices[self.day[row]])
+        self.equity[row, 0] = self.value[row]
+
     def step(self, actions: np.ndarray) -> dict[str, np.ndarray]:
         cfg = self.config
         actions = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
@@ -325,6 +335,7 @@ class BatchedStockPortfolioEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self._rng = np.random.default_rng()
+        self._seeded = False
 
     def _info(self) -> dict[str, Any]:
         sim = self.sim
@@ -337,9 +348,10 @@ class BatchedStockPortfolioEnv(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        if seed is not None or not np.any(self.sim.seeds):
+        if seed is not None or not self._seeded:
             base = seed if seed is not None else int(self._rng.integers(2**62))
             self.sim.seed(base + np.arange(self.num_envs, dtype=np.uint64))
+            self._seeded = True
         self.sim.reset()
         return self.sim.observe(), self._info()
 

@@ -52,6 +52,7 @@ class BatchedOptionsEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self._rng = np.random.default_rng()
+        self._seeded = False
 
     def _info(self) -> dict[str, Any]:
         sim = self.sim
@@ -66,9 +67,10 @@ class BatchedOptionsEnv(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        if seed is not None or not np.any(self.sim.seeds):
+        if seed is not None or not self._seeded:
             base = seed if seed is not None else int(self._rng.integers(2**62))
             self.sim.seed(base + np.arange(self.num_envs, dtype=np.uint64))
+            self._seeded = True
         self.sim.reset()
         return encode(self.sim, self.window), self._info()
 

@@ -65,10 +65,21 @@ def _trades(sim: PortfolioSimulator, tickers: tuple[str, ...]) -> pd.DataFrame:
 
 def walk_policy(policy: Any, config: Config, split: str, name: str) -> StrategyRun:
     """One continuous deterministic walk through ``split`` from its first day."""
+    return walk_account(policy, config, split, name)[0]
+
+
+def walk_account(
+    policy: Any, config: Config, split: str, name: str, account: dict | None = None
+) -> tuple[StrategyRun, dict[str, Any]]:
+    """:func:`walk_policy` from ``account`` (cash, holdings, average costs) when given, and the
+    account at the end of the walk."""
     tape = portfolio_tape_for(config)
-    sim = PortfolioSimulator(tape, config.portfolio, 1, split, random_start=False)
+    whole_split = config.portfolio.model_copy(update={"episode_length": None})
+    sim = PortfolioSimulator(tape, whole_split, 1, split, random_start=False)
     sim.seed(np.zeros(1, dtype=np.uint64))
     sim.reset()
+    if account is not None:
+        sim.set_account(0, account["cash"], account["holdings"], account["avg_cost"])
     state = policy.initial_state(1, torch.device("cpu"))
     starts = torch.ones(1)
     done = False
@@ -81,7 +92,12 @@ def walk_policy(policy: Any, config: Config, split: str, name: str) -> StrategyR
         done = bool(sim.step(action.numpy())["truncated"][0])
     first = int(sim.start_day[0])
     steps = int(sim.steps[0])
-    return StrategyRun(
+    final = {
+        "cash": float(sim.cash[0]),
+        "holdings": sim.holdings[0].copy(),
+        "avg_cost": sim.avg_cost[0].copy(),
+    }
+    run = StrategyRun(
         name=name,
         dates=tape.dates[first : first + steps + 1],
         values=sim.equity[0, : steps + 1].copy(),
@@ -89,6 +105,7 @@ def walk_policy(policy: Any, config: Config, split: str, name: str) -> StrategyR
         costs_paid=float(sim.costs_paid[0]),
         kind="agent",
     )
+    return run, final
 
 
 def index_baseline(tape: PortfolioTape, split: str, capital: float) -> StrategyRun:
@@ -107,7 +124,8 @@ def index_baseline(tape: PortfolioTape, split: str, capital: float) -> StrategyR
 
 def equal_weight_baseline(tape: PortfolioTape, config: Config, split: str) -> StrategyRun:
     """Buy equal dollar amounts of every stock (whole shares, ``cost_pct`` paid) at the first
-    close of ``split``, then hold."""
+    close of ``split``, then hold. The first value is the capital before buying, as for the
+    agent, so the entry costs count in the return."""
     cfg = config.portfolio
     first, last = tape.split_bounds(split)
     prices = tape.prices[first : last + 1]
@@ -117,7 +135,7 @@ def equal_weight_baseline(tape: PortfolioTape, config: Config, split: str) -> St
     return StrategyRun(
         name="equal-weight buy-and-hold",
         dates=tape.dates[first : last + 1],
-        values=cash + prices @ shares,
+        values=np.r_[cfg.initial_capital, cash + prices[1:] @ shares],
         trades=pd.DataFrame(columns=["strategy", "opened", "closed", "pnl"]),
         costs_paid=float(shares @ prices[0]) * cfg.cost_pct,
     )
@@ -142,8 +160,11 @@ def run_config(base: Config, architecture: str, seed: int, episodes: int, runs: 
     return build_config(base.model_dump(mode="json"), overrides, origin="reproduce-paper")
 
 
-def train_one(config: Config, console: Console) -> tuple[Path, float]:
-    """Train (or resume, or skip when already done) one run; its folder and training seconds."""
+def train_one(
+    config: Config, console: Console, initial_weights: dict[str, torch.Tensor] | None = None
+) -> tuple[Path, float]:
+    """Train (or resume, or skip when already done) one run; its folder and training seconds.
+    A new run starts from ``initial_weights`` when given (fine-tuning)."""
     folder = config.train.run_dir / config.train.run_name
     reporter = Reporter(folder, active=True, console=console)
     started = time.perf_counter()
@@ -159,6 +180,8 @@ def train_one(config: Config, console: Console) -> tuple[Path, float]:
             resume = None  # nothing saved yet: a fresh run
         if resume is not None:
             trainer.load(resume)
+        elif initial_weights is not None:
+            trainer.model.load_state_dict(initial_weights)
         if trainer.state.episodes < config.train.episodes:
             trainer.train(config.train.episodes)
     finally:
@@ -223,7 +246,10 @@ def reproduce_paper(
     output: Path,
     architectures: tuple[str, ...] = ("clstm", "mlp"),
     console: Console | None = None,
+    retrain_episodes: int = 0,
 ) -> dict[str, Any]:
+    """Train, evaluate and tabulate (see the module docstring); ``retrain_episodes > 0`` trades
+    with quarterly fine-tuning of that many episodes (:mod:`clstm_ppo.evaluate.retrain`)."""
     console = console or Console()
     started = time.perf_counter()
     tape = portfolio_tape_for(base)
@@ -241,12 +267,16 @@ def reproduce_paper(
             console.print(f"[bold]{MODELS[arch]}[/] ({arch}) seed {seed}: training {episodes} "
                           f"episodes on {tape.provenance['splits']['train']}")  # fmt: skip
             folder, seconds = train_one(config, console)
-            model, payload = load_member(ckpt.resolve(folder / "checkpoints", "best"),
-                                         torch.device("cpu"))  # fmt: skip
-            agent = with_metrics(
-                walk_policy(ModelPolicy(model), config, split, f"{MODELS[arch]} seed {seed}"),
-                config,
-            )
+            best = ckpt.resolve(folder / "checkpoints", "best")
+            model, payload = load_member(best, torch.device("cpu"))
+            name = f"{MODELS[arch]} seed {seed}"
+            if retrain_episodes:
+                from clstm_ppo.evaluate.retrain import walk_with_retraining
+
+                walk = walk_with_retraining(config, best, retrain_episodes, name, console)
+            else:
+                walk = walk_policy(ModelPolicy(model), config, split, name)
+            agent = with_metrics(walk, config)
             report_dir = output / "reports" / f"{arch}_seed{seed}"
             _write_report(report_dir, [agent, *baselines], config, tape, payload)
             per_seed.append(
@@ -271,6 +301,8 @@ def reproduce_paper(
         "git_commit": ckpt.git_commit(),
         "seeds": seeds,
         "episodes_per_run": episodes,
+        "retrain": "quarterly" if retrain_episodes else "none",
+        "retrain_episodes": retrain_episodes,
         "trading_period": tape.provenance["splits"]["test"],
         "seconds": round(time.perf_counter() - started, 1),
     }
