@@ -144,3 +144,50 @@ def test_reproduce_paper_end_to_end_and_resume(tmp_path, capsys) -> None:
             assert b["train_seconds"] < a["train_seconds"]
         assert second["models"][arch]["summary"] == first["models"][arch]["summary"]
     assert second["baselines"] == first["baselines"]
+
+
+@pytest.mark.slow
+def test_sigint_during_training_stops_without_evaluating_then_resumes(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """Ctrl-C while a model trains saves it and stops the command (exit 130, no results from a
+    half-trained model); the same command then continues and finishes."""
+    import os
+    import signal
+
+    from clstm_ppo.train.trainer import Trainer
+
+    csv = write_panel_csv(tmp_path / "panel.csv", tickers=TICKERS)
+    out = tmp_path / "out"
+    argv = [
+        "reproduce-paper", "--data", f"csv:{csv}", "--tickers", ",".join(TICKERS),
+        "--seeds", "1", "--models", "mlp", "--timesteps", "300", "--num-envs", "2",
+        "--output", str(out), "--set", "portfolio.episode_length=60",
+        "--set", "portfolio.window=5", "--set", "agent.mlp_hidden=16",
+        "--set", "ppo.rollout_length=16",
+    ]  # fmt: skip
+    original = Trainer._collect
+    calls = {"n": 0}
+
+    def interrupted_collect(self):
+        calls["n"] += 1
+        if calls["n"] == 6:  # after 2 episodes: the trainer's own signal handler catches it
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_collect", interrupted_collect)
+    assert main(argv) == 130
+    printed = capsys.readouterr().out
+    assert "rerun the same command to continue" in printed
+    assert not (out / "results.json").exists()
+    saved = ckpt.load(ckpt.resolve(out / "runs" / "mlp_seed0" / "checkpoints", "latest"))
+    stopped_at = saved["train_state"]["episodes"]
+    assert 0 < stopped_at < 5  # 300 steps / 60-day episodes = 5 episodes wanted
+
+    monkeypatch.setattr(Trainer, "_collect", original)
+    assert main(argv) == 0
+    assert "resumed from" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert [s["seed"] for s in results["models"]["mlp"]["seeds"]] == [0]
+    done = ckpt.load(ckpt.resolve(out / "runs" / "mlp_seed0" / "checkpoints", "latest"))
+    assert done["train_state"]["episodes"] >= 5

@@ -411,7 +411,7 @@ def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_reproduce(args: argparse.Namespace, console: Console) -> int:
     from clstm_ppo.envs.portfolio_tape import portfolio_tape_for
-    from clstm_ppo.evaluate.paper import MODELS, reproduce_paper
+    from clstm_ppo.evaluate.paper import MODELS, ReproductionInterrupted, reproduce_paper
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     unknown = [m for m in models if m not in MODELS]
@@ -432,9 +432,13 @@ def _cmd_reproduce(args: argparse.Namespace, console: Console) -> int:
     per_episode = config.portfolio.episode_length or (last - first)
     episodes = max(1, math.ceil(args.timesteps / per_episode))
     retrain = math.ceil(args.retrain_timesteps / per_episode) if args.retrain == "quarterly" else 0
-    reproduce_paper(
-        config, list(range(args.seeds)), episodes, args.output, models, console, retrain
-    )
+    try:
+        reproduce_paper(
+            config, list(range(args.seeds)), episodes, args.output, models, console, retrain
+        )
+    except ReproductionInterrupted as stopped:
+        console.print(f"stopped: {stopped}", highlight=False)
+        return 130
     return 0
 
 

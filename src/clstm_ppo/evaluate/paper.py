@@ -47,6 +47,10 @@ MODELS = {"clstm": "CLSTM-PPO", "mlp": "PPO"}  # our architecture -> the paper's
 PAPER_METRICS = ("cumulative_return", "max_drawdown", "sharpe")
 
 
+class ReproductionInterrupted(Exception):
+    """SIGINT/SIGTERM during training: the run was saved and the command should stop."""
+
+
 def _trades(sim: PortfolioSimulator, tickers: tuple[str, ...]) -> pd.DataFrame:
     """Every sell as a closed trade (P&L against the average cost), labelled by ticker."""
     steps = int(sim.steps[0])
@@ -183,7 +187,13 @@ def train_one(
         elif initial_weights is not None:
             trainer.model.load_state_dict(initial_weights)
         if trainer.state.episodes < config.train.episodes:
-            trainer.train(config.train.episodes)
+            result = trainer.train(config.train.episodes)
+            if trainer.stop_signal:
+                # A checkpoint was saved; evaluating a half-trained model would mislead.
+                raise ReproductionInterrupted(
+                    f"{result.stop_reason}: {folder} saved at episode {result.episodes}; rerun "
+                    "the same command to continue"
+                )
     finally:
         reporter.close()
     return folder, time.perf_counter() - started
