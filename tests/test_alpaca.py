@@ -467,3 +467,43 @@ def test_fetch_to_cache_rejects_bad_flags(tmp_path: Path) -> None:
 def test_sdk_internal_retry_is_off(source: AlpacaSource) -> None:
     for client in (source._stock, source._options):
         assert client._retry == 0
+
+
+def test_equity_panel_from_alpaca_adjusted_bars(
+    rsps: responses.RequestsMock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``alpaca:TICKERS`` for the stock-portfolio env: one adjusted-bars request per ticker
+    through alpaca-py, a ticker Alpaca has no bars for is dropped and named, and the panel holds
+    the returned closes (the recorded SPY days, relabelled, stand in for two tickers)."""
+    from clstm_ppo.data.equities import load_equity_panel
+
+    monkeypatch.setenv(KEY_ID_VAR, KEY_ID)
+    monkeypatch.setenv(SECRET_KEY_VAR, SECRET)
+    spy = fixture("stock_bars_spy.json")["bars"]["SPY"]
+    for name, scale in (("AAA", 1.0), ("BBB", 0.5)):
+        bars = [{**bar, **{k: bar[k] * scale for k in "ohlc"}} for bar in spy]
+        rsps.get(
+            STOCK_BARS,
+            json={"bars": {name: bars}, "next_page_token": None},
+            match=[
+                matchers.query_param_matcher(
+                    {"symbols": name, "adjustment": "all"}, strict_match=False
+                )
+            ],
+        )
+    rsps.get(
+        STOCK_BARS,
+        json=fixture("stock_bars_empty.json"),
+        match=[matchers.query_param_matcher({"symbols": "ZZZ"}, strict_match=False)],
+    )
+    panel = load_equity_panel(
+        "alpaca:AAA,BBB,ZZZ", None, JAN2, JAN2, JAN5, "close", cache_dir=tmp_path / "cache"
+    )
+    assert panel.tickers == ("AAA", "BBB")
+    assert panel.dropped == {"ZZZ": "not in the data"}
+    closes = [bar["c"] for bar in spy]
+    assert panel.close[:, 0].tolist() == pytest.approx(closes)
+    assert panel.close[:, 1].tolist() == pytest.approx([c * 0.5 for c in closes])
+    assert [d.date() for d in panel.dates] == [dt.date.fromisoformat(bar["t"][:10]) for bar in spy]
+    assert "adjustment=all" in panel.origin
+    assert SECRET not in repr(panel.provenance())
