@@ -20,6 +20,7 @@ from clstm_ppo.config import AgentConfig, PPOConfig
 from clstm_ppo.errors import CheckpointError
 from clstm_ppo.train import checkpoint as ckpt
 from clstm_ppo.train.trainer import Trainer
+from tiny import tiny_flags, tiny_overrides
 
 AGENT = AgentConfig(lstm_hidden=8, feature_dim=8, policy_hidden=16)
 PPO = PPOConfig(update_epochs=1, num_minibatches=1, norm_adv=False)
@@ -115,21 +116,13 @@ def test_ddp_update_equals_single_process_on_combined_data(tmp_path) -> None:
     assert not torch.equal(_model().actor_head.weight, rank0["actor_head.weight"])
 
 
-TINY = {
-    "agent.lstm_hidden": 8, "agent.feature_dim": 8, "agent.policy_hidden": 16,
-    "ppo.rollout_length": 16, "ppo.num_minibatches": 2, "ppo.update_epochs": 2,
-    "train.num_envs": 2, "train.validation_episodes": 2, "env.episode_length": 20,
-    "train.validate_every": 4,
-}  # fmt: skip
-
-
 def _trainer_worker(rank: int, world: int, folder: str, resume: bool) -> None:
     from clstm_ppo.config import build_config
 
     dist.init_process_group("gloo", init_method=f"file://{folder}/pg{int(resume)}", rank=rank,
                             world_size=world)  # fmt: skip
     try:
-        config = build_config(overrides={**TINY, "train.run_dir": folder})
+        config = build_config(overrides=tiny_overrides(folder))
         trainer = Trainer(config, Path(folder) / "run", torch.device("cpu"), rank=rank,
                           world_size=world)  # fmt: skip
         target = 8
@@ -168,16 +161,14 @@ def test_ddp_trainer_keeps_ranks_identical_writes_once_and_resumes(tmp_path) -> 
 
     from clstm_ppo.config import build_config
 
-    single = Trainer(build_config(overrides={**TINY, "train.run_dir": str(tmp_path)}),
+    single = Trainer(build_config(overrides=tiny_overrides(tmp_path)),
                      tmp_path / "single", torch.device("cpu"))  # fmt: skip
     with pytest.raises(CheckpointError, match="written by 2 training process"):
         single.load(ckpt.resolve(run / "checkpoints", "latest"))
 
 
 def test_sigterm_stops_both_ranks_with_a_checkpoint(tmp_path) -> None:
-    flags = ["--run-dir", str(tmp_path), "--num-procs", "2", "--device", "cpu"]
-    for key, value in TINY.items():
-        flags += ["--set", f"{key}={value}"]
+    flags = [*tiny_flags(tmp_path), "--num-procs", "2", "--device", "cpu"]
     command = [sys.executable, "-m", "clstm_ppo", "train", "--episodes", "100000", *flags]
     env = {**os.environ, "COLUMNS": "200"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -14,6 +14,7 @@ from clstm_ppo.cli import main
 from clstm_ppo.config import AgentConfig
 from clstm_ppo.errors import CheckpointError
 from clstm_ppo.train.ensemble import ensemble_weights, load_ensemble
+from tiny import tiny_flags
 
 AGENT = AgentConfig(lstm_hidden=8, feature_dim=8, policy_hidden=16)
 
@@ -68,11 +69,7 @@ def test_bad_ensemble_file_is_one_line_error(tmp_path) -> None:
 
 
 def test_two_model_ensemble_trains_and_evaluates_end_to_end(tmp_path, capsys) -> None:
-    flags = ["--run-dir", str(tmp_path), "--validate-every", "4"]
-    for item in ("agent.lstm_hidden=8", "agent.feature_dim=8", "agent.policy_hidden=16",
-                 "ppo.rollout_length=16", "train.num_envs=2", "train.validation_episodes=2",
-                 "env.episode_length=20"):  # fmt: skip
-        flags += ["--set", item]
+    flags = tiny_flags(tmp_path)
     code = main(["train", "--train-ensemble", "--num-ensemble-models", "2",
                  "--episodes-per-ensemble-model", "8", *flags])  # fmt: skip
     assert code == 0

@@ -13,6 +13,7 @@ from clstm_ppo.cli import main
 from clstm_ppo.config import Config
 from clstm_ppo.evaluate.baselines import buy_and_hold, cash
 from clstm_ppo.evaluate.metrics import strategy_metrics
+from tiny import tiny_flags
 
 DATES = pd.bdate_range("2016-01-04", periods=253)
 
@@ -53,12 +54,7 @@ def test_buy_and_hold_and_cash_on_a_hand_made_path() -> None:
 
 
 def _tiny_flags(tmp_path) -> list[str]:
-    flags = ["--run-dir", str(tmp_path), "--validate-every", "4"]
-    for item in ("agent.lstm_hidden=8", "agent.feature_dim=8", "agent.policy_hidden=16",
-                 "ppo.rollout_length=16", "train.num_envs=2", "train.validation_episodes=2",
-                 "env.episode_length=20", "env.enable_multi_leg=true"):  # fmt: skip
-        flags += ["--set", item]
-    return flags
+    return tiny_flags(tmp_path, env__enable_multi_leg=True)
 
 
 def test_evaluate_command_writes_files_and_report(tmp_path, capsys) -> None:

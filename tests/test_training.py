@@ -16,35 +16,13 @@ from clstm_ppo.cli import main
 from clstm_ppo.config import build_config
 from clstm_ppo.train import checkpoint as ckpt
 from clstm_ppo.train.trainer import Trainer
+from tiny import tiny_flags, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "agent.lstm_hidden=8",
-    "agent.feature_dim=8",
-    "agent.policy_hidden=16",
-    "ppo.rollout_length=16",
-    "ppo.num_minibatches=2",
-    "ppo.update_epochs=2",
-    "train.num_envs=2",
-    "train.validation_episodes=2",
-    "env.episode_length=20",
-]
 
 
 def tiny_config(tmp_path: Path, **extra: object):
-    overrides = dict(item.split("=", 1) for item in TINY)
-    overrides.update({"train.run_dir": str(tmp_path), "train.validate_every": "4"})
-    overrides.update({key: str(value) for key, value in extra.items()})
-    import yaml
-
-    return build_config(overrides={k: yaml.safe_load(v) for k, v in overrides.items()})
-
-
-def _tiny_flags(tmp_path: Path) -> list[str]:
-    flags = ["--run-dir", str(tmp_path), "--validate-every", "4"]
-    for item in TINY:
-        flags += ["--set", item]
-    return flags
+    return build_config(overrides=tiny_overrides(tmp_path, **extra))
 
 
 def test_resumed_training_is_bit_identical(tmp_path) -> None:
@@ -74,7 +52,7 @@ def test_resumed_training_is_bit_identical(tmp_path) -> None:
 
 
 def test_train_command_writes_logs_tensorboard_and_checkpoints(tmp_path, capsys) -> None:
-    code = main(["train", "--episodes", "8", *_tiny_flags(tmp_path), "--enable-multi-leg"])
+    code = main(["train", "--episodes", "8", *tiny_flags(tmp_path), "--enable-multi-leg"])
     assert code == 0
     out = capsys.readouterr().out
     assert "training summary" in out and "validation at episode" in out
@@ -93,7 +71,7 @@ def test_train_command_writes_logs_tensorboard_and_checkpoints(tmp_path, capsys)
 
 
 def test_resume_from_best_and_fresh_start(tmp_path, capsys) -> None:
-    flags = _tiny_flags(tmp_path)
+    flags = tiny_flags(tmp_path)
     assert main(["train", "--episodes", "8", *flags]) == 0
     run = tmp_path / "clstm_ppo"
     best = ckpt.load(ckpt.resolve(run / "checkpoints", "best"))
@@ -109,7 +87,7 @@ def test_resume_from_best_and_fresh_start(tmp_path, capsys) -> None:
 
 
 def test_early_stopping_stops_and_says_why(tmp_path, capsys) -> None:
-    flags = _tiny_flags(tmp_path)
+    flags = tiny_flags(tmp_path)
     code = main(
         [
             "train", "--episodes", "200", "--early-stopping-patience", "8",
@@ -134,7 +112,7 @@ def test_bad_train_flags_are_one_line_errors(tmp_path, capsys) -> None:
 
 
 def test_incompatible_checkpoint_is_refused(tmp_path, capsys) -> None:
-    flags = _tiny_flags(tmp_path)
+    flags = tiny_flags(tmp_path)
     assert main(["train", "--episodes", "4", *flags]) == 0
     capsys.readouterr()
     code = main(["train", "--episodes", "8", *flags, "--set", "agent.policy_hidden=32"])
@@ -147,7 +125,7 @@ def test_incompatible_checkpoint_is_refused(tmp_path, capsys) -> None:
 def test_legacy_script_runs_end_to_end(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "train_enhanced_clstm_ppo.py"), "--episodes", "8",
-         *_tiny_flags(tmp_path)],
+         *tiny_flags(tmp_path)],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -156,7 +134,7 @@ def test_legacy_script_runs_end_to_end(tmp_path) -> None:
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path) -> None:
     command = [sys.executable, "-m", "clstm_ppo", "train", "--episodes", "100000",
-               *_tiny_flags(tmp_path)]  # fmt: skip
+               *tiny_flags(tmp_path)]  # fmt: skip
     env = {**os.environ, "COLUMNS": "200"}
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
