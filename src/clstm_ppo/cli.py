@@ -500,7 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--models", default="clstm,mlp", help="clstm, mlp or both (default)")
     paper.add_argument("--tickers", default="DOW30", help="DOW30 (default) or AAPL,MSFT,...")
     paper.add_argument("--num-envs", type=int, default=8, help="parallel accounts (default 8)")
-    paper.add_argument("--output", type=Path, default=Path("runs/paper"), help="output folder (default runs/paper)")
+    paper.add_argument(
+        "--output", type=Path, default=Path("runs/paper"), help="output folder (runs/paper)"
+    )
     paper.add_argument(
         "--retrain", choices=["none", "quarterly"], default="none",
         help="quarterly: fine-tune before each quarter on an expanding window (Yang et al.)",

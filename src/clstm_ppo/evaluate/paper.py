@@ -239,7 +239,10 @@ def markdown_table(results: dict[str, Any]) -> str:
             ours = f"{_cell(metric, s['mean'])} [{_cell(metric, s['ci_low'])}, "
             ours += f"{_cell(metric, s['ci_high'])}]"
             cells += [ours, _cell(metric, paper.get(metric, math.nan))]
-        lines.append(f"| {MODELS[key]} ({key}, {len(row['seeds'])} seeds) | " + " | ".join(cells))
+        retrain = results.get("provenance", {}).get("retrain", "none")
+        how = "" if retrain == "none" else f", {retrain} retraining"
+        label = f"{MODELS[key]} ({key}, {len(row['seeds'])} seeds{how})"
+        lines.append(f"| {label} | " + " | ".join(cells))
     for name, metrics in results["baselines"].items():
         paper = PAPER_TABLE["DJI"] if name.startswith("DJI") else {}
         cells = []
