@@ -5,6 +5,7 @@ recomputed from the CSV, and resuming without retraining."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import re
@@ -191,3 +192,98 @@ def test_sigint_during_training_stops_without_evaluating_then_resumes(
     assert [s["seed"] for s in results["models"]["mlp"]["seeds"]] == [0]
     done = ckpt.load(ckpt.resolve(out / "runs" / "mlp_seed0" / "checkpoints", "latest"))
     assert done["train_state"]["episodes"] >= 5
+
+
+def test_quarters_partition_the_trading_period_and_expand_the_training_window(tmp_path) -> None:
+    from clstm_ppo.config import build_config
+    from clstm_ppo.envs.portfolio_tape import portfolio_tape_for
+    from clstm_ppo.evaluate.retrain import HOLDOUT_DAYS, quarter_config, quarters
+
+    csv = write_panel_csv(tmp_path / "panel.csv", tickers=TICKERS)
+    config = build_config(overrides={"portfolio.data": f"csv:{csv}",
+                                     "portfolio.tickers": ",".join(TICKERS)})  # fmt: skip
+    spans = quarters(config)
+    days = [d.date() for d in TRADING_DAYS]
+    assert spans[0][0] == days[0] and spans[-1][1] == days[-1]
+    assert len(spans) == 18  # 2016-Q1 .. 2020-Q2
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end == start  # each walk ends on the next quarter's first close
+    firsts = pd.Series(days, index=pd.DatetimeIndex(days)).groupby(lambda d: (d.year, d.quarter))
+    assert [start for start, _ in spans] == firsts.min().tolist()
+    q_start, q_end = spans[5]
+    q = quarter_config(config, q_start, q_end, "q05").portfolio.splits
+    assert q.test.start == q_start and q.test.end == q_end
+    assert q.validation.end < q_start
+    assert (q_start - q.validation.start).days == HOLDOUT_DAYS
+    assert q.train.start == config.portfolio.splits.train.start
+    assert q.train.end < q.validation.start
+    first = quarter_config(config, *spans[0], "q00", expand=False).portfolio.splits
+    assert first.train == config.portfolio.splits.train
+    assert first.validation == config.portfolio.splits.validation
+    # Each quarter's tape normalises with statistics up to its own train end (past only).
+    tape = portfolio_tape_for(quarter_config(config, q_start, q_end, "q05"))
+    assert tape.dates[tape.split_bounds("train")[1]].date() <= q.train.end
+
+
+@pytest.mark.slow
+def test_quarterly_retraining_walks_the_period_with_one_carried_account(tmp_path) -> None:
+    csv = write_panel_csv(tmp_path / "panel.csv", tickers=TICKERS)
+    out = tmp_path / "out"
+    argv = [
+        "reproduce-paper", "--data", f"csv:{csv}", "--tickers", ",".join(TICKERS),
+        "--seeds", "1", "--models", "mlp", "--timesteps", "80", "--num-envs", "2",
+        "--output", str(out), "--retrain", "quarterly", "--retrain-timesteps", "40",
+        "--set", "portfolio.episode_length=40", "--set", "portfolio.window=5",
+        "--set", "portfolio.splits.test.end=2016-12-31", "--set", "agent.mlp_hidden=16",
+        "--set", "ppo.rollout_length=16",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["provenance"]["retrain"] == "quarterly"
+    assert "quarterly retraining" in (out / "table.md").read_text()
+    # Quarters 2..4 were fine-tuned from the previous model, each in its own run folder.
+    tuned = sorted(p.name for p in (out / "runs").iterdir() if "_q" in p.name)
+    assert tuned == ["mlp_seed0_q01", "mlp_seed0_q02", "mlp_seed0_q03"]
+    for name in tuned:
+        assert ckpt.resolve(out / "runs" / name / "checkpoints", "best").exists()
+    # One continuous walk over every trading day of 2016, no day twice, no reset to the capital.
+    equity = pd.read_csv(out / "reports" / "mlp_seed0" / "equity.csv", index_col=0,
+                         parse_dates=True)  # fmt: skip
+    agent = equity["PPO seed 0"]
+    expected = pd.bdate_range("2016-01-01", "2016-12-30")
+    assert agent.index.equals(pd.DatetimeIndex(expected, name=agent.index.name))
+    assert agent.notna().all()
+    metrics = results["models"]["mlp"]["seeds"][0]["metrics"]
+    assert metrics["total_return"] == pytest.approx(agent.iloc[-1] / CAPITAL - 1, rel=1e-9)
+
+
+def test_a_carried_account_is_walked_on_from_its_holdings(tmp_path) -> None:
+    """What quarterly retraining relies on: a walk that starts from the previous quarter's cash,
+    holdings and cost basis values them at this quarter's prices from the first day on."""
+    from clstm_ppo.config import build_config
+    from clstm_ppo.envs.portfolio_tape import portfolio_tape_for
+    from clstm_ppo.evaluate.paper import walk_account
+
+    class Hold:
+        def initial_state(self, batch, device):
+            return None
+
+        def act(self, market, portfolio, mask, state, starts):
+            return torch.zeros(1, len(TICKERS)), state, torch.ones(1)
+
+    csv = write_panel_csv(tmp_path / "panel.csv", tickers=TICKERS)
+    config = build_config(overrides={"portfolio.data": f"csv:{csv}", "portfolio.window": 5,
+                                     "portfolio.tickers": ",".join(TICKERS)})  # fmt: skip
+    holdings = np.array([10, 0, 7])
+    account = {"cash": 1234.5, "holdings": holdings, "avg_cost": np.array([50.0, 0.0, 60.0])}
+    run, final = walk_account(Hold(), config, "test", "hold", account)
+    tape = portfolio_tape_for(config)
+    first, last = tape.split_bounds("test")
+    expected = 1234.5 + tape.prices[first : last + 1] @ holdings
+    # Holding is all the policy does, until the first turbulent day sells everything.
+    calm = int(np.argmax(tape.turbulent[first : last + 1]))
+    assert calm > 5
+    np.testing.assert_allclose(run.values[: calm + 1], expected[: calm + 1], rtol=1e-12)
+    proceeds = tape.prices[first + calm] @ holdings * (1 - COST)
+    assert final["cash"] == pytest.approx(1234.5 + proceeds, rel=1e-12)
+    assert final["holdings"].tolist() == [0, 0, 0]
