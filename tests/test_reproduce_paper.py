@@ -193,6 +193,20 @@ def test_sigint_during_training_stops_without_evaluating_then_resumes(
     done = ckpt.load(ckpt.resolve(out / "runs" / "mlp_seed0" / "checkpoints", "latest"))
     assert done["train_state"]["episodes"] >= 5
 
+    # `clstm-ppo evaluate` on the same stock-portfolio checkpoint gives the same walk, beside
+    # the same two baselines.
+    report = tmp_path / "evaluation"
+    checkpoints = out / "runs" / "mlp_seed0" / "checkpoints"
+    assert main(["evaluate", "--checkpoint", str(ckpt.resolve(checkpoints, "best")),
+                 "--output", str(report)]) == 0  # fmt: skip
+    rows = {row["name"]: row for row in json.loads((report / "metrics.json").read_text())}
+    assert set(rows) == {"mlp-ppo", *results["baselines"]}
+    agent = results["models"]["mlp"]["seeds"][0]["metrics"]
+    assert rows["mlp-ppo"]["total_return"] == pytest.approx(agent["total_return"], rel=1e-12)
+    assert rows["mlp-ppo"]["sharpe"] == pytest.approx(agent["sharpe"], rel=1e-12)
+    for name, metrics in results["baselines"].items():
+        assert rows[name]["total_return"] == pytest.approx(metrics["cumulative_return"])
+
 
 def test_quarters_partition_the_trading_period_and_expand_the_training_window(tmp_path) -> None:
     from clstm_ppo.config import build_config

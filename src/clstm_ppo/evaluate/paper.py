@@ -153,6 +153,18 @@ def with_metrics(run: StrategyRun, config: Config) -> StrategyRun:
     return run
 
 
+def portfolio_runs(policy: Any, config: Config, split: str, name: str) -> list[StrategyRun]:
+    """A stock-portfolio policy's walk beside the rebuilt Dow and equal-weight buy-and-hold,
+    with metrics (what ``clstm-ppo evaluate`` shows for such a checkpoint)."""
+    tape = portfolio_tape_for(config)
+    runs = [
+        walk_policy(policy, config, split, name),
+        index_baseline(tape, split, config.portfolio.initial_capital),
+        equal_weight_baseline(tape, config, split),
+    ]
+    return [with_metrics(run, config) for run in runs]
+
+
 def run_config(base: Config, architecture: str, seed: int, episodes: int, runs: Path) -> Config:
     overrides = {
         "agent.architecture": architecture,

@@ -69,9 +69,23 @@ def _with_metrics(run: StrategyRun, config: Config) -> StrategyRun:
     return run
 
 
+def is_portfolio_policy(policy: Any) -> bool:
+    """A Box-action policy trained on the stock-portfolio environment (``portfolio.data``)."""
+    discrete = getattr(policy, "discrete", None)
+    if discrete is None:
+        discrete = policy.model.discrete
+    return not discrete
+
+
 def evaluate_policy(
     policy: Any, config: Config, split: str, random_seeds: int, name: str = "clstm-ppo"
 ) -> list[StrategyRun]:
+    if name == "clstm-ppo" and config.agent.architecture == "mlp":
+        name = "mlp-ppo"
+    if is_portfolio_policy(policy):
+        from clstm_ppo.evaluate.paper import portfolio_runs
+
+        return portfolio_runs(policy, config, split, name)
     agent = walk(config, split, policy_chooser(policy), name, kind="agent")
     tape = tape_for(config)
     runs = [agent, *baselines(config, tape, split, agent.dates, random_seeds)]
@@ -79,7 +93,12 @@ def evaluate_policy(
 
 
 def provenance_of(config: Config, split: str, dates: pd.DatetimeIndex, source: dict) -> dict:
-    tape = tape_for(config)
+    if source.get("portfolio"):
+        from clstm_ppo.envs.portfolio_tape import portfolio_tape_for
+
+        tape = portfolio_tape_for(config)
+    else:
+        tape = tape_for(config)
     return {
         "policy": source,
         "data": tape.provenance["data"],
@@ -126,13 +145,14 @@ def run_evaluation(
     from clstm_ppo.evaluate.report import write_report
 
     policy, config, source = load_policy(spec, checkpoints)
+    source["portfolio"] = is_portfolio_policy(policy)
     runs = evaluate_policy(policy, config, split, random_seeds)
     provenance = provenance_of(config, split, runs[0].dates, source)
     written = write_report(output, runs, provenance)
     period = f"{provenance['split']['first']}..{provenance['split']['last']}"
     console.print(metrics_table(runs, f"evaluation on the {split} split ({period})"))
     console.print(f"report: {written['report.html']}", highlight=False)
-    if episodes:
+    if episodes and not source["portfolio"]:
         # Besides the one continuous walk: K fixed windows of episode_length days (the same
         # windows every time), aggregated like the trainer's validation.
         windows = run_policy(policy, config, split=split, episodes=episodes)
