@@ -237,6 +237,18 @@ def test_buys_go_in_order_of_the_largest_action_under_the_cash_limit(panel_csv) 
     assert env.sim.cash[0] == pytest.approx(left, abs=1e-6)
 
 
+def test_cash_a_rounding_error_below_zero_never_buys_negative_shares(panel_csv) -> None:
+    """Float rounding can leave cash at -1e-12 after spending it all; floor(-1e-12 / price)
+    is -1, which must not become a buy of -1 share (a sale in disguise)."""
+    env = _env(panel_csv)
+    env.reset(seed=0)
+    _calm_start(env)
+    env.sim.set_account(0, -1e-12, np.array([5, 0, 3, 0]), np.array([100.0, 0, 90.0, 0]))
+    env.step(np.array([0.9, 0.5, 0.0, -0.3]))
+    assert env.sim.holdings[0].tolist() == [5, 0, 3, 0]
+    assert env.sim.cash[0] == -1e-12
+
+
 def test_turbulent_day_sells_everything_and_buys_nothing(panel_csv, tape) -> None:
     cfg = portfolio_config(panel_csv).portfolio
     first, _ = tape.split_bounds("train")

@@ -161,7 +161,8 @@ class PortfolioSimulator:
             stock = order[:, rank]
             price = prices[rows, stock]
             unit = price * (1.0 + cfg.cost_pct)
-            afford = np.floor(self.cash / unit).astype(np.int64)
+            # Clamped: float rounding can leave cash a hair below 0, and floor(-tiny) is -1.
+            afford = np.maximum(np.floor(self.cash / unit), 0.0).astype(np.int64)
             shares = np.minimum(buy[rows, stock], afford)
             self.cash -= shares * unit
             buy_cost += shares * price * cfg.cost_pct
