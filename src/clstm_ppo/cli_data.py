@@ -1,0 +1,210 @@
+"""The ``clstm-ppo data`` subcommands: ``show``, ``chain`` and ``fetch``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from clstm_ppo.config import Config
+from clstm_ppo.errors import ConfigError
+
+
+def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
+    # Imported here: clstm_ppo.cli imports this module to build its parser.
+    from clstm_ppo.cli import config_from_args
+
+    return config_from_args(args, extra)
+
+
+def _load_market(config: Config, args: argparse.Namespace):
+    from clstm_ppo.data.market import load_bars
+
+    data = config.data
+    return load_bars(
+        data.source,
+        symbol=data.symbol,
+        path=data.path,
+        cache_dir=data.cache_dir,
+        start=getattr(args, "start", None),
+        end=getattr(args, "end", None),
+        seed=config.train.seed,
+    )
+
+
+def _print_fields(console: Console, rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        console.print(f"[bold]{name:<{width}}[/bold]  {value}", highlight=False, soft_wrap=True)
+
+
+def _cmd_data_show(args: argparse.Namespace, console: Console) -> int:
+    from clstm_ppo.data.splits import describe_splits
+
+    config = _config(args)
+    market = _load_market(config, args)
+    rows: list[tuple[str, str]] = [
+        ("symbol", market.symbol),
+        ("source", f"{market.source} ({market.origin})"),
+        ("rows", str(len(market.bars))),
+        ("first date", str(market.first_date.date())),
+        ("last date", str(market.last_date.date())),
+        ("columns", ", ".join(market.bars.columns)),
+    ]
+    for split in describe_splits(market, config.data.splits):
+        covered = (
+            f"{split.first_date.date()}..{split.last_date.date()}" if split.rows else "no rows"
+        )
+        rows.append(
+            (
+                f"split {split.name}",
+                f"{split.start.date()}..{split.end.date()}: {split.rows} rows ({covered})",
+            )
+        )
+    rows.extend(("note", note) for note in market.notes)
+    _print_fields(console, rows)
+    return 0
+
+
+def _chain_table(chain, expiry, spot: float, width: int) -> Table:
+    rows = chain[chain.expiry == expiry]
+    strikes = np.sort(rows.strike.unique())
+    centre = int(np.searchsorted(strikes, spot))
+    shown = strikes[max(0, centre - width) : centre + width]
+    calls = rows[rows.right == "C"].set_index("strike")
+    puts = rows[rows.right == "P"].set_index("strike")
+    days = (expiry - rows.date.iloc[0]).days
+    table = Table(title=f"expiry {expiry.date()} ({days} days)")
+    for name in ("call bid", "call ask", "strike", "put bid", "put ask", "call iv", "put iv"):
+        table.add_column(name, justify="right")
+    for strike in shown:
+        call = calls.loc[strike] if strike in calls.index else None
+        put = puts.loc[strike] if strike in puts.index else None
+
+        def cell(side, field: str, fmt: str) -> str:
+            if side is None or not np.isfinite(side[field]):
+                return "-"
+            return format(side[field], fmt)
+
+        table.add_row(
+            cell(call, "bid", ".2f"),
+            cell(call, "ask", ".2f"),
+            f"{strike:g}",
+            cell(put, "bid", ".2f"),
+            cell(put, "ask", ".2f"),
+            cell(call, "iv", ".3f"),
+            cell(put, "iv", ".3f"),
+        )
+    return table
+
+
+def _cmd_data_chain(args: argparse.Namespace, console: Console) -> int:
+    import pandas as pd
+
+    config = _config(args)
+    if args.replay is not None:
+        from clstm_ppo.options.replay import ChainReplay
+
+        chain = ChainReplay(args.replay).chain(pd.Timestamp(args.date))
+        fields = [("source", f"recorded quotes ({args.replay})")]
+    else:
+        from clstm_ppo.data.market import underlying_spec, vix_spec
+        from clstm_ppo.options.chain import option_market_for_spec
+
+        data = config.data
+        spec = underlying_spec(data.source, data.symbol, data.path)
+        requested = data.vix if args.vix is None else (None if args.vix == "none" else args.vix)
+        vol_index = vix_spec(requested, data.source, data.symbol)
+        market = option_market_for_spec(spec, vol_index, config.market)
+        chain = market.chain(args.date)
+        day = market.day_index(args.date)
+        fields = [
+            ("source", f"model: Black-Scholes-Merton on {spec}"),
+            (
+                "atm 30d iv",
+                f"{market.levels.vol_30d[day]:.4f} from {market.levels.source[day]}"
+                + (f" ({vol_index})" if market.levels.source[day] == "vix" else ""),
+            ),
+        ]
+    spot = float(chain.underlying_price.iloc[0])
+    expiries = pd.DatetimeIndex(np.sort(chain.expiry.unique()))
+    fields = [
+        ("date", str(pd.Timestamp(args.date).date())),
+        ("underlying", f"{spot:.2f}"),
+        *fields,
+        ("contracts", f"{len(chain)} over {len(expiries)} expiries"),
+    ]
+    _print_fields(console, fields)
+    if args.output is not None:
+        chain.to_csv(args.output, index=False)
+        console.print(f"wrote {len(chain)} rows to {args.output}")
+    for expiry in expiries[: args.expiries]:
+        console.print(_chain_table(chain, expiry, spot, args.width))
+    return 0
+
+
+def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
+    from clstm_ppo.data.alpaca import fetch_to_cache
+
+    if args.source != "alpaca":
+        raise ConfigError(f"--source {args.source}: only 'alpaca' downloads; others are local")
+    config = _config(argparse.Namespace(**{**vars(args), "source": None}))
+    paths = fetch_to_cache(
+        args.kind, args.symbols, args.start, args.end, config.data.cache_dir, args.env_file
+    )
+    for path in paths:
+        console.print(f"cached {path}")
+    return 0
+
+
+def add_data_commands(commands: Any) -> None:
+    """Add ``data show|chain|fetch`` to the top-level subparsers."""
+    from clstm_ppo.cli import _add_config_flags, _add_data_flags, _date, _Parser
+
+    data = commands.add_parser("data", help="inspect and download market data")
+    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+
+    show = data_commands.add_parser(
+        "show", help="print a series' rows, date range, split boundaries and source"
+    )
+    _add_data_flags(show)
+    _add_config_flags(show)
+    show.set_defaults(handler=_cmd_data_show)
+
+    chain = data_commands.add_parser(
+        "chain", help="price the listed option chain of one day (or show recorded quotes)"
+    )
+    chain.add_argument("--date", type=_date, required=True, help="trading day (YYYY-MM-DD)")
+    _add_data_flags(chain)
+    chain.add_argument(
+        "--vix", help="implied-vol index spec for the ATM level (bundled:VIX, csv:PATH, none)"
+    )
+    chain.add_argument(
+        "--replay", type=Path, help="show a recorded end-of-day chain file instead of the model"
+    )
+    chain.add_argument("--expiries", type=int, default=3, help="expiries to print (default 3)")
+    chain.add_argument("--width", type=int, default=6, help="strikes each side of the money")
+    chain.add_argument("--output", type=Path, help="write the whole chain to this CSV file")
+    _add_config_flags(chain)
+    chain.set_defaults(handler=_cmd_data_chain)
+
+    fetch = data_commands.add_parser("fetch", help="download from Alpaca into the Parquet cache")
+    fetch.add_argument("--source", choices=["alpaca"], default="alpaca", help="download source")
+    fetch.add_argument(
+        "--kind",
+        choices=["bars", "chain", "option-bars"],
+        default="bars",
+        help="stock bars, option chain snapshot, or historical option bars (from 2024-02)",
+    )
+    fetch.add_argument("--symbols", nargs="+", required=True, help="symbols to download")
+    fetch.add_argument("--start", type=_date, help="first date (YYYY-MM-DD)")
+    fetch.add_argument("--end", type=_date, help="last date (YYYY-MM-DD)")
+    fetch.add_argument(
+        "--env-file", type=Path, default=Path(".env"), help="file with APCA_API_KEY_ID/SECRET"
+    )
+    _add_config_flags(fetch)
+    fetch.set_defaults(handler=_cmd_data_fetch)
