@@ -134,7 +134,12 @@ def test_reproduce_paper_end_to_end_and_resume(tmp_path, capsys) -> None:
 
     # --- the rerun resumed: nothing retrained, same checkpoints, same results, faster
     assert _checkpoint_state(out / "runs") == checkpoints
-    assert all(latest >= 5 for _, latest in checkpoints.values())
+    # 300 steps of 60-day episodes on 2 envs: 3 rounds of 2 episodes, recorded as trained.
+    assert first["provenance"]["timesteps_per_run"] == 300
+    assert first["provenance"]["episodes_per_run"] == 6
+    assert all(latest == 6 for _, latest in checkpoints.values())
+    for row in first["models"].values():
+        assert all(360 <= s["trained_env_steps"] < 360 + 2 * 16 for s in row["seeds"])
     assert second_seconds < first_seconds
     for arch in ("clstm", "mlp"):
         for a, b in zip(first["models"][arch]["seeds"], second["models"][arch]["seeds"],
@@ -258,8 +263,17 @@ def test_quarterly_retraining_walks_the_period_with_one_carried_account(tmp_path
     # Quarters 2..4 were fine-tuned from the previous model, each in its own run folder.
     tuned = sorted(p.name for p in (out / "runs").iterdir() if "_q" in p.name)
     assert tuned == ["mlp_seed0_q01", "mlp_seed0_q02", "mlp_seed0_q03"]
-    for name in tuned:
-        assert ckpt.resolve(out / "runs" / name / "checkpoints", "best").exists()
+    fine_tunes = results["models"]["mlp"]["seeds"][0]["fine_tunes"]
+    assert [f["quarter"] for f in fine_tunes] == ["2016-04-01", "2016-07-01", "2016-10-03"]
+    for name, record in zip(tuned, fine_tunes, strict=True):
+        checkpoints = out / "runs" / name / "checkpoints"
+        assert ckpt.resolve(checkpoints, "best").exists()
+        latest = ckpt.load(ckpt.resolve(checkpoints, "latest"))["train_state"]
+        # 40 steps of 40-day episodes on 2 envs: one round, 2 episodes, as recorded
+        assert record["episodes"] == latest["episodes"] == 2
+        assert record["env_steps"] == latest["env_steps"] >= 40
+        assert record["train"][0] == "2009-01-01"
+    assert [f["train"][1] for f in fine_tunes] == sorted(f["train"][1] for f in fine_tunes)
     # One continuous walk over every trading day of 2016, no day twice, no reset to the capital.
     equity = pd.read_csv(out / "reports" / "mlp_seed0" / "equity.csv", index_col=0,
                          parse_dates=True)  # fmt: skip
@@ -269,6 +283,30 @@ def test_quarterly_retraining_walks_the_period_with_one_carried_account(tmp_path
     assert agent.notna().all()
     metrics = results["models"]["mlp"]["seeds"][0]["metrics"]
     assert metrics["total_return"] == pytest.approx(agent.iloc[-1] / CAPITAL - 1, rel=1e-9)
+
+
+def test_training_length_rounds_up_to_whole_rounds_and_follows_the_window(tmp_path) -> None:
+    """All envs walk the whole split together, so the trainer stops only after whole rounds of
+    one episode per env; a quarter's longer window needs fewer rounds for the same steps."""
+    from clstm_ppo.config import build_config
+    from clstm_ppo.envs.portfolio_tape import portfolio_tape_for
+    from clstm_ppo.evaluate.paper import episodes_for
+    from clstm_ppo.evaluate.retrain import quarter_config, quarters
+
+    csv = write_panel_csv(tmp_path / "panel.csv", tickers=TICKERS)
+    config = build_config(overrides={"portfolio.data": f"csv:{csv}", "train.num_envs": 8,
+                                     "portfolio.tickers": ",".join(TICKERS)})  # fmt: skip
+    first, last = portfolio_tape_for(config).split_bounds("train")
+    span = last - first  # steps of one whole-split episode
+    assert episodes_for(config, 1) == 8
+    assert episodes_for(config, 8 * span) == 8
+    assert episodes_for(config, 8 * span + 1) == 16
+    later = quarter_config(config, *quarters(config)[8], "q08")
+    q_first, q_last = portfolio_tape_for(later).split_bounds("train")
+    assert q_last - q_first > span
+    assert episodes_for(later, 8 * span + 1) == 8
+    short = build_config(config.model_dump(mode="json"), {"portfolio.episode_length": 100})
+    assert episodes_for(short, 801) == 16
 
 
 def test_a_carried_account_is_walked_on_from_its_holdings(tmp_path) -> None:

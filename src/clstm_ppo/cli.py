@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -286,14 +285,11 @@ def _cmd_reproduce(args: argparse.Namespace, console: Console) -> int:
     }  # fmt: skip
     overrides = dict(parse_override(item) for item in args.overrides)
     config = load_config(args.config, extra | overrides)
-    tape = portfolio_tape_for(config)
-    first, last = tape.split_bounds("train")
-    per_episode = config.portfolio.episode_length or (last - first)
-    episodes = max(1, math.ceil(args.timesteps / per_episode))
-    retrain = math.ceil(args.retrain_timesteps / per_episode) if args.retrain == "quarterly" else 0
+    portfolio_tape_for(config)  # data errors surface here, before any training
+    retrain = args.retrain_timesteps if args.retrain == "quarterly" else 0
     try:
         reproduce_paper(
-            config, list(range(args.seeds)), episodes, args.output, models, console, retrain
+            config, list(range(args.seeds)), args.timesteps, args.output, models, console, retrain
         )
     except ReproductionInterrupted as stopped:
         console.print(f"stopped: {stopped}", highlight=False)
@@ -354,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per model (default 3)")
     paper.add_argument(
         "--timesteps", type=int, default=100_000,
-        help="training env steps per run, rounded up to whole episodes (default 100000)",
+        help="training env steps per run, rounded up to whole rounds of one episode per "
+        "environment (default 100000)",
     )  # fmt: skip
     paper.add_argument("--models", default="clstm,mlp", help="clstm, mlp or both (default)")
     paper.add_argument("--tickers", default="DOW30", help="DOW30 (default) or AAPL,MSFT,...")
@@ -366,8 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--retrain", choices=["none", "quarterly"], default="none",
         help="quarterly: fine-tune before each quarter on an expanding window (Yang et al.)",
     )  # fmt: skip
-    paper.add_argument("--retrain-timesteps", type=int, default=20_000,
-                       help="env steps of each quarterly fine-tuning (default 20000)")  # fmt: skip
+    paper.add_argument(
+        "--retrain-timesteps", type=int, default=20_000,
+        help="env steps of each quarterly fine-tuning, rounded up like --timesteps on that "
+        "quarter's longer train window (default 20000)",
+    )  # fmt: skip
     _add_config_flags(paper)
     paper.set_defaults(handler=_cmd_reproduce)
 

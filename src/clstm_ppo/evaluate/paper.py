@@ -165,6 +165,18 @@ def portfolio_runs(policy: Any, config: Config, split: str, name: str) -> list[S
     return [with_metrics(run, config) for run in runs]
 
 
+def episodes_for(config: Config, timesteps: int) -> int:
+    """Training episodes that cover at least ``timesteps`` env steps on ``config``'s train split.
+
+    All environments reset together and walk episodes of one length, so they finish together:
+    the trainer can only stop after a whole round of one episode per environment. Asking it for
+    anything else would train more than the count says; this rounds up to whole rounds."""
+    first, last = portfolio_tape_for(config).split_bounds("train")
+    per_episode = config.portfolio.episode_length or (last - first)
+    per_round = per_episode * config.train.num_envs
+    return max(1, math.ceil(timesteps / per_round)) * config.train.num_envs
+
+
 def run_config(base: Config, architecture: str, seed: int, episodes: int, runs: Path) -> Config:
     overrides = {
         "agent.architecture": architecture,
@@ -267,17 +279,19 @@ def markdown_table(results: dict[str, Any]) -> str:
 def reproduce_paper(
     base: Config,
     seeds: list[int],
-    episodes: int,
+    timesteps: int,
     output: Path,
     architectures: tuple[str, ...] = ("clstm", "mlp"),
     console: Console | None = None,
-    retrain_episodes: int = 0,
+    retrain_timesteps: int = 0,
 ) -> dict[str, Any]:
-    """Train, evaluate and tabulate (see the module docstring); ``retrain_episodes > 0`` trades
-    with quarterly fine-tuning of that many episodes (:mod:`clstm_ppo.evaluate.retrain`)."""
+    """Train, evaluate and tabulate (see the module docstring); ``retrain_timesteps > 0`` trades
+    with quarterly fine-tuning of at least that many env steps each
+    (:mod:`clstm_ppo.evaluate.retrain`)."""
     console = console or Console()
     started = time.perf_counter()
     tape = portfolio_tape_for(base)
+    episodes = episodes_for(base, timesteps)
     output.mkdir(parents=True, exist_ok=True)
     split = "test"
     baselines = [
@@ -295,10 +309,13 @@ def reproduce_paper(
             best = ckpt.resolve(folder / "checkpoints", "best")
             model, payload = load_member(best, torch.device("cpu"))
             name = f"{MODELS[arch]} seed {seed}"
-            if retrain_episodes:
+            fine_tunes: list[dict[str, Any]] = []
+            if retrain_timesteps:
                 from clstm_ppo.evaluate.retrain import walk_with_retraining
 
-                walk = walk_with_retraining(config, best, retrain_episodes, name, console)
+                walk, fine_tunes = walk_with_retraining(
+                    config, best, retrain_timesteps, name, console
+                )
             else:
                 walk = walk_policy(ModelPolicy(model), config, split, name)
             agent = with_metrics(walk, config)
@@ -310,9 +327,11 @@ def reproduce_paper(
                     "train_seconds": round(seconds, 1),
                     "checkpoint_episode": payload["train_state"]["episodes"],
                     "env_steps": payload["train_state"]["env_steps"],
+                    "trained_env_steps": _trained_env_steps(folder),
                     "report": str(report_dir / "report.html"),
                     "metrics": agent.metrics,
                 }
+                | ({"fine_tunes": fine_tunes} if retrain_timesteps else {})
             )
         summary = {
             m: summarise([_paper_metric(s["metrics"], m) for s in per_seed]) for m in PAPER_METRICS
@@ -325,9 +344,10 @@ def reproduce_paper(
         "config_hash": config_hash(base),
         "git_commit": ckpt.git_commit(),
         "seeds": seeds,
+        "timesteps_per_run": timesteps,
         "episodes_per_run": episodes,
-        "retrain": "quarterly" if retrain_episodes else "none",
-        "retrain_episodes": retrain_episodes,
+        "retrain": "quarterly" if retrain_timesteps else "none",
+        "retrain_timesteps": retrain_timesteps,
         "trading_period": tape.provenance["splits"]["test"],
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -337,6 +357,12 @@ def reproduce_paper(
     console.print(_rich_table(results))
     console.print(f"results: {output / 'results.json'}, table: {output / 'table.md'}")
     return results
+
+
+def _trained_env_steps(folder: Path) -> int:
+    """Env steps the run trained for (its latest checkpoint), whichever checkpoint was chosen."""
+    latest = ckpt.load(ckpt.resolve(folder / "checkpoints", "latest"))
+    return int(latest["train_state"]["env_steps"])
 
 
 def _paper_metric(metrics: dict[str, float], name: str) -> float:

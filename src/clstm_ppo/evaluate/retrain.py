@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,30 +70,43 @@ def quarter_config(
 
 
 def walk_with_retraining(
-    config: Config, first_model: Path, episodes: int, name: str, console: Console
-) -> StrategyRun:
+    config: Config, first_model: Path, timesteps: int, name: str, console: Console
+) -> tuple[StrategyRun, list[dict[str, Any]]]:
     """The trading period walked quarter by quarter with a model fine-tuned before each quarter
-    for ``episodes`` episodes (see the module docstring)."""
-    from clstm_ppo.evaluate.paper import train_one, walk_account
+    for at least ``timesteps`` env steps (see the module docstring), and one record per
+    fine-tuning: the quarter, its train window, the episodes and the env steps it trained."""
+    from clstm_ppo.evaluate.paper import episodes_for, train_one, walk_account
 
     model, _ = load_member(first_model, torch.device("cpu"))
     account = None
     parts: list[StrategyRun] = []
+    fine_tunes: list[dict[str, Any]] = []
     for index, (q_start, q_end) in enumerate(quarters(config)):
         run_name = f"{config.train.run_name}_q{index:02d}"
         q_config = quarter_config(config, q_start, q_end, run_name, expand=index > 0)
         if index > 0:
+            # The window grows every quarter, so the episode count follows it.
+            episodes = episodes_for(q_config, timesteps)
             q_config = build_config(q_config.model_dump(mode="json"),
                                     {"train.episodes": episodes}, origin="retrain")  # fmt: skip
             console.print(f"{name}: fine-tuning on data up to {q_start} for {episodes} episodes")
             folder, _ = train_one(q_config, console, initial_weights=model.state_dict())
-            model, _ = load_member(ckpt.resolve(folder / "checkpoints", "best"),
-                                   torch.device("cpu"))  # fmt: skip
+            best = ckpt.resolve(folder / "checkpoints", "best")
+            model, payload = load_member(best, torch.device("cpu"))
+            latest = ckpt.load(ckpt.resolve(folder / "checkpoints", "latest"))["train_state"]
+            splits = q_config.portfolio.splits
+            fine_tunes.append({
+                "quarter": str(q_start),
+                "train": [str(splits.train.start), str(splits.train.end)],
+                "episodes": int(latest["episodes"]),
+                "env_steps": int(latest["env_steps"]),
+                "checkpoint_episode": int(payload["train_state"]["episodes"]),
+            })  # fmt: skip
         part, account = walk_account(ModelPolicy(model), q_config, "test", name, account)
         parts.append(part)
     values = np.concatenate([parts[0].values, *(p.values[1:] for p in parts[1:])])
     dates = parts[0].dates.append([p.dates[1:] for p in parts[1:]])
-    return StrategyRun(
+    run = StrategyRun(
         name=name,
         dates=pd.DatetimeIndex(dates),
         values=values,
@@ -100,3 +114,4 @@ def walk_with_retraining(
         costs_paid=float(sum(p.costs_paid for p in parts)),
         kind="agent",
     )
+    return run, fine_tunes
