@@ -52,7 +52,7 @@ class ModelPolicy:
         if self.model.discrete:
             confidence, action = out.max(-1)
             return action, state, confidence
-        return out, state, torch.ones(out.shape[0])
+        return out, state, torch.ones(out.shape[0], device=out.device)
 
 
 class EnsemblePolicy:
@@ -84,7 +84,7 @@ class EnsemblePolicy:
             new_states.append(state)
             votes = weight * out if votes is None else votes + weight * out
         if not self.discrete:
-            return votes, new_states, torch.ones(votes.shape[0])
+            return votes, new_states, torch.ones(votes.shape[0], device=votes.device)
         if mask is not None:
             votes = torch.where(mask, votes, torch.zeros_like(votes))
         confidence, action = votes.max(-1)

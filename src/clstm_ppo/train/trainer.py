@@ -278,11 +278,12 @@ class Trainer:
                 with torch.no_grad():
                     _, final_value, _ = self.model.evaluate(
                         f_market[None], f_portfolio[None], None if f_mask is None else f_mask[None],
-                        self.recurrent.index(torch.as_tensor(rows)), torch.zeros(1, rows.size),
+                        self.recurrent.index(torch.as_tensor(rows, device=self.device)),
+                        torch.zeros(1, rows.size, device=self.device),
                     )  # fmt: skip
                 reward[rows] += gamma * final_value
             rollout.rewards[step] = reward
-            rollout.dones[step] = torch.as_tensor(done, dtype=torch.float32)
+            rollout.dones[step] = torch.as_tensor(done, dtype=torch.float32, device=self.device)
             self.starts = torch.as_tensor(done, dtype=torch.float32, device=self.device)
             if done.any():
                 for row in np.flatnonzero(done):
@@ -384,7 +385,9 @@ class Trainer:
                 path.unlink()
 
     def load(self, path: Path) -> None:
-        payload = ckpt.load(path, self.device)
+        # Loaded on the CPU: the RNG states must stay CPU tensors; load_state_dict moves the
+        # weights and the optimiser state onto the parameters' device.
+        payload = ckpt.load(path)
         ckpt.check_compatible(payload, config_to_dict(self.config), path)
         try:
             self.model.load_state_dict(payload["model"])
