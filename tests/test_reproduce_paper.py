@@ -11,6 +11,7 @@ import math
 import re
 import time
 
+import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 import pytest
@@ -339,3 +340,48 @@ def test_a_carried_account_is_walked_on_from_its_holdings(tmp_path) -> None:
     proceeds = tape.prices[first + calm] @ holdings * (1 - COST)
     assert final["cash"] == pytest.approx(1234.5 + proceeds, rel=1e-12)
     assert final["holdings"].tolist() == [0, 0, 0]
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_reduced_reproduction_on_the_real_dow30_file(shared_data, tmp_path) -> None:
+    """The command in a setting the CI machine can afford (one seed, the MLP, one round of
+    training) on the real Yahoo Dow-30 file: DOW dropped and recorded, the paper's trading
+    period walked day by day, and both baselines equal to what the file's prices say."""
+    path = shared_data / "equities" / "dow30_daily_yahoo_2000_2024.csv.gz"
+    out = tmp_path / "out"
+    argv = [
+        "reproduce-paper", "--data", f"csv:{path}", "--seeds", "1", "--models", "mlp",
+        "--timesteps", "1", "--num-envs", "2", "--output", str(out),
+        "--set", "agent.mlp_hidden=16",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    data = results["provenance"]["data"]["data"]
+    assert "DOW" in data["dropped"] and "first bar 2019-03-20" in data["dropped"]["DOW"]
+    tickers = data["tickers"]
+    assert len(tickers) == 29 and "DOW" not in tickers
+    assert results["provenance"]["trading_period"] == ["2016-01-04", "2020-05-08"]
+    assert results["provenance"]["episodes_per_run"] == 2  # one round: one episode per env
+    seed = results["models"]["mlp"]["seeds"][0]
+    assert seed["trained_env_steps"] >= 2 * 1500  # two whole walks of 2009-2014
+
+    equity = pd.read_csv(out / "reports" / "mlp_seed0" / "equity.csv", index_col=0,
+                         parse_dates=True)  # fmt: skip
+    dates = pd.DatetimeIndex(equity.index)
+    sessions = xcals.get_calendar("XNYS").sessions_in_range("2016-01-01", "2020-05-08")
+    assert dates.equals(pd.DatetimeIndex(sessions.tz_localize(None), name=dates.name))
+    close = column(path, "Close", tickers, dates)
+    assert np.isfinite(close).all()  # every kept ticker trades on every day of the period
+    level = close.sum(axis=1)
+    index = results["baselines"]["DJI (rebuilt, price-weighted)"]
+    assert index["cumulative_return"] == pytest.approx(level[-1] / level[0] - 1, rel=1e-9)
+    adjusted = column(path, "Adj Close", tickers, dates)
+    unit = adjusted[0] * (1 + COST)
+    shares = np.floor(CAPITAL / len(tickers) / unit)
+    values = CAPITAL - shares @ unit + adjusted @ shares
+    equal = results["baselines"]["equal-weight buy-and-hold"]
+    assert equal["cumulative_return"] == pytest.approx(values[-1] / CAPITAL - 1, rel=1e-9)
+    agent = equity["PPO seed 0"]
+    assert agent.iloc[0] == CAPITAL and agent.notna().all()
+    assert seed["metrics"]["total_return"] == pytest.approx(agent.iloc[-1] / CAPITAL - 1)
