@@ -266,9 +266,17 @@ def test_quarterly_retraining_walks_the_period_with_one_carried_account(tmp_path
     assert tuned == ["mlp_seed0_q01", "mlp_seed0_q02", "mlp_seed0_q03"]
     fine_tunes = results["models"]["mlp"]["seeds"][0]["fine_tunes"]
     assert [f["quarter"] for f in fine_tunes] == ["2016-04-01", "2016-07-01", "2016-10-03"]
+    previous = ckpt.load(ckpt.resolve(out / "runs" / "mlp_seed0" / "checkpoints", "best"))
     for name, record in zip(tuned, fine_tunes, strict=True):
         checkpoints = out / "runs" / name / "checkpoints"
-        assert ckpt.resolve(checkpoints, "best").exists()
+        # The model traded last quarter is validated first, as episode 0, and may be kept.
+        start = ckpt.load(checkpoints / "episode_000000.pt")
+        assert start["train_state"]["validation_history"][0]["episode"] == 0
+        for key, value in previous["model"].items():
+            assert torch.equal(start["model"][key], value), (name, key)
+        chosen = ckpt.load(ckpt.resolve(checkpoints, "best"))
+        assert record["checkpoint_episode"] == chosen["train_state"]["episodes"] in (0, 2)
+        previous = chosen
         latest = ckpt.load(ckpt.resolve(checkpoints, "latest"))["train_state"]
         # 40 steps of 40-day episodes on 2 envs: one round, 2 episodes, as recorded
         assert record["episodes"] == latest["episodes"] == 2

@@ -192,7 +192,8 @@ def train_one(
     config: Config, console: Console, initial_weights: dict[str, torch.Tensor] | None = None
 ) -> tuple[Path, float]:
     """Train (or resume, or skip when already done) one run; its folder and training seconds.
-    A new run starts from ``initial_weights`` when given (fine-tuning)."""
+    A new run starts from ``initial_weights`` when given (fine-tuning); those weights are
+    validated and saved first, as episode 0, so the best checkpoint may be the starting one."""
     folder = config.train.run_dir / config.train.run_name
     reporter = Reporter(folder, active=True, console=console)
     started = time.perf_counter()
@@ -210,6 +211,7 @@ def train_one(
             trainer.load(resume)
         elif initial_weights is not None:
             trainer.model.load_state_dict(initial_weights)
+            trainer.validate_starting_point()  # the starting model competes on the hold-out
         if trainer.state.episodes < config.train.episodes:
             result = trainer.train(config.train.episodes)
             if trainer.stop_signal:

@@ -4,7 +4,9 @@ quarterly`` of ``clstm-ppo reproduce-paper``).
 The first quarter of the trading period is traded by the model trained on the train split and
 selected on the validation split. Before each later quarter the model is fine-tuned on all data
 up to that quarter, with its last three months held out for checkpoint selection: train
-``train.start .. q0 - 92 days``, validation ``q0 - 91 days .. q0 - 1 day``. The normalisation
+``train.start .. q0 - 92 days``, validation ``q0 - 91 days .. q0 - 1 day``. The model the
+fine-tuning starts from is validated on that hold-out too (as episode 0), so it is kept when no
+fine-tuned checkpoint beats it. The normalisation
 statistics and the turbulence threshold are recomputed on that expanding train window, so each
 quarter sees only the past. The account (cash, holdings, cost basis) carries across quarters;
 each quarter's walk ends on the next quarter's first close, so no day's return is dropped.

@@ -544,6 +544,11 @@ class Trainer:
         self.save(links=tuple(links))
         return metrics
 
+    def validate_starting_point(self) -> dict[str, float]:
+        """Validate the weights training starts from and save them as episode 0's checkpoint,
+        so that a fine-tuning run can pick its starting model when nothing it trains beats it."""
+        return self._validate_and_checkpoint(scheduled=True)
+
     def train(self, episodes: int) -> TrainResult:
         """Train until ``episodes`` completed episodes (or early stop / signal)."""
         cfg = self.config
