@@ -33,6 +33,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from clstm_ppo.config import Config, PortfolioConfig, build_config
+from clstm_ppo.envs.accounts import arrays_state_dict, load_arrays_state, seed_accounts
 from clstm_ppo.envs.portfolio_tape import PortfolioTape, portfolio_tape_for
 from clstm_ppo.envs.simulator import _splitmix64
 from clstm_ppo.errors import DataError
@@ -79,21 +80,10 @@ class PortfolioSimulator:
     )  # fmt: skip
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        state = {}
-        for name in self._STATE:
-            array = getattr(self, name)
-            state[name] = torch.from_numpy(
-                (array.view(np.int64) if array.dtype == np.uint64 else array).copy()
-            )
-        return state
+        return arrays_state_dict(self, self._STATE)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for name in self._STATE:
-            current = getattr(self, name)
-            restored = state[name].numpy()
-            if restored.shape != current.shape:
-                raise ValueError(f"environment state '{name}' has shape {restored.shape}")
-            setattr(self, name, restored.view(current.dtype).copy())
+        load_arrays_state(self, self._STATE, state)
 
     def seed(self, seeds: np.ndarray) -> None:
         self.seeds = np.asarray(seeds, dtype=np.uint64).copy()
@@ -299,10 +289,8 @@ class StockPortfolioEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
-        if seed is not None or not self._seeded:
-            start_seed = seed if seed is not None else int(self.np_random.integers(2**63))
-            self.sim.seed(np.array([start_seed], dtype=np.uint64))
-            self._seeded = True
+        self._seeded = seed_accounts(self.sim, 1, seed, self._seeded,
+                                     lambda: int(self.np_random.integers(2**63)))  # fmt: skip
         self.sim.reset()
         return self._observation(), self._info()
 
@@ -349,10 +337,8 @@ class BatchedStockPortfolioEnv(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        if seed is not None or not self._seeded:
-            base = seed if seed is not None else int(self._rng.integers(2**62))
-            self.sim.seed(base + np.arange(self.num_envs, dtype=np.uint64))
-            self._seeded = True
+        self._seeded = seed_accounts(self.sim, self.num_envs, seed, self._seeded,
+                                     lambda: int(self._rng.integers(2**62)))  # fmt: skip
         self.sim.reset()
         return self.sim.observe(), self._info()
 

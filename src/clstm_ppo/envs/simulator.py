@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from clstm_ppo.config import Config
+from clstm_ppo.envs.accounts import arrays_state_dict, load_arrays_state
 from clstm_ppo.envs.actions import (
     CLOSE_FIRST,
     CLOSE_LAST,
@@ -137,21 +138,10 @@ class OptionsSimulator:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Every array of the accounts' state, as tensors (checkpoint-safe, exact)."""
-        state = {}
-        for name in self._STATE:
-            array = getattr(self, name)
-            if array.dtype.kind == "M" or array.dtype == np.uint64:
-                array = array.view(np.int64)
-            state[name] = torch.from_numpy(array.copy())
-        return state
+        return arrays_state_dict(self, self._STATE)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for name in self._STATE:
-            current = getattr(self, name)
-            restored = state[name].numpy()
-            if restored.shape != current.shape:
-                raise ValueError(f"environment state '{name}' has shape {restored.shape}")
-            setattr(self, name, restored.view(current.dtype).copy())
+        load_arrays_state(self, self._STATE, state)
 
     def seed(self, seeds: np.ndarray) -> None:
         """Set each account's seed and restart its episode counter."""

@@ -11,6 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from clstm_ppo.config import Config
+from clstm_ppo.envs.accounts import seed_accounts
 from clstm_ppo.envs.factory import env_config, make_simulator
 from clstm_ppo.envs.observation import encode, observation_space
 
@@ -66,10 +67,8 @@ class OptionsTradingEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
-        if seed is not None or not self._seeded:
-            start_seed = seed if seed is not None else int(self.np_random.integers(2**63))
-            self.sim.seed(np.array([start_seed], dtype=np.uint64))
-            self._seeded = True
+        self._seeded = seed_accounts(self.sim, 1, seed, self._seeded,
+                                     lambda: int(self.np_random.integers(2**63)))  # fmt: skip
         self.sim.reset()
         return self._observation(), self._info()
 

@@ -19,6 +19,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from clstm_ppo.config import Config
+from clstm_ppo.envs.accounts import seed_accounts
 from clstm_ppo.envs.factory import env_config, make_simulator
 from clstm_ppo.envs.observation import encode, observation_space
 
@@ -67,10 +68,8 @@ class BatchedOptionsEnv(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        if seed is not None or not self._seeded:
-            base = seed if seed is not None else int(self._rng.integers(2**62))
-            self.sim.seed(base + np.arange(self.num_envs, dtype=np.uint64))
-            self._seeded = True
+        self._seeded = seed_accounts(self.sim, self.num_envs, seed, self._seeded,
+                                     lambda: int(self._rng.integers(2**62)))  # fmt: skip
         self.sim.reset()
         return encode(self.sim, self.window), self._info()
 
