@@ -28,9 +28,7 @@ class MLPActorCritic(CLSTMActorCritic):
         action_dim: int | None = None,
     ) -> None:
         nn.Module.__init__(self)
-        if (n_actions is None) == (action_dim is None):
-            raise ValueError("give n_actions (categorical) or action_dim (Gaussian), not both")
-        self.discrete = n_actions is not None
+        self._check_action_space(n_actions, action_dim)
         self.policy_hidden = 0  # no recurrent state
         width, inputs = config.mlp_hidden, n_features + portfolio_size
 
@@ -41,11 +39,7 @@ class MLPActorCritic(CLSTMActorCritic):
             )  # fmt: skip
 
         self.actor_body, self.critic_body = body(), body()
-        out = n_actions if self.discrete else action_dim
-        self.actor_head = _orthogonal(nn.Linear(width, out), gain=0.01)
-        self.critic_head = _orthogonal(nn.Linear(width, 1), gain=1.0)
-        if not self.discrete:
-            self.log_std = nn.Parameter(torch.zeros(action_dim))
+        self._add_heads(width, n_actions, action_dim)
 
     def evaluate(
         self,

@@ -74,9 +74,7 @@ class CLSTMActorCritic(nn.Module):
         action_dim: int | None = None,
     ) -> None:
         super().__init__()
-        if (n_actions is None) == (action_dim is None):
-            raise ValueError("give n_actions (categorical) or action_dim (Gaussian), not both")
-        self.discrete = n_actions is not None
+        self._check_action_space(n_actions, action_dim)
         self.policy_hidden = config.policy_hidden
         self.feature_lstm = _init_lstm(nn.LSTM(n_features, config.lstm_hidden, batch_first=True))
         self.feature_head = nn.Sequential(
@@ -85,9 +83,19 @@ class CLSTMActorCritic(nn.Module):
         stage2_input = config.feature_dim + portfolio_size
         self.actor_lstm = _init_lstm(nn.LSTM(stage2_input, config.policy_hidden))
         self.critic_lstm = _init_lstm(nn.LSTM(stage2_input, config.policy_hidden))
+        self._add_heads(config.policy_hidden, n_actions, action_dim)
+
+    def _check_action_space(self, n_actions: int | None, action_dim: int | None) -> None:
+        if (n_actions is None) == (action_dim is None):
+            raise ValueError("give n_actions (categorical) or action_dim (Gaussian), not both")
+        self.discrete = n_actions is not None
+
+    def _add_heads(self, width: int, n_actions: int | None, action_dim: int | None) -> None:
+        """Policy and value heads on ``width`` features (created last: the orthogonal init draws
+        from the RNG in creation order, so seeded models stay as they were)."""
         out = n_actions if self.discrete else action_dim
-        self.actor_head = _orthogonal(nn.Linear(config.policy_hidden, out), gain=0.01)
-        self.critic_head = _orthogonal(nn.Linear(config.policy_hidden, 1), gain=1.0)
+        self.actor_head = _orthogonal(nn.Linear(width, out), gain=0.01)
+        self.critic_head = _orthogonal(nn.Linear(width, 1), gain=1.0)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.zeros(action_dim))
 
