@@ -316,7 +316,7 @@ def reproduce_paper(
                 from clstm_ppo.evaluate.retrain import walk_with_retraining
 
                 walk, fine_tunes = walk_with_retraining(
-                    config, best, retrain_timesteps, name, console
+                    config, model, retrain_timesteps, name, console
                 )
             else:
                 walk = walk_policy(ModelPolicy(model), config, split, name)
@@ -329,7 +329,7 @@ def reproduce_paper(
                     "train_seconds": round(seconds, 1),
                     "checkpoint_episode": payload["train_state"]["episodes"],
                     "env_steps": payload["train_state"]["env_steps"],
-                    "trained_env_steps": _trained_env_steps(folder),
+                    "trained_env_steps": int(trained_state(folder)["env_steps"]),
                     "report": str(report_dir / "report.html"),
                     "metrics": agent.metrics,
                 }
@@ -361,10 +361,10 @@ def reproduce_paper(
     return results
 
 
-def _trained_env_steps(folder: Path) -> int:
-    """Env steps the run trained for (its latest checkpoint), whichever checkpoint was chosen."""
-    latest = ckpt.load(ckpt.resolve(folder / "checkpoints", "latest"))
-    return int(latest["train_state"]["env_steps"])
+def trained_state(folder: Path) -> dict[str, Any]:
+    """What a run trained for (its latest checkpoint's train state: episodes, env steps),
+    whichever checkpoint was chosen."""
+    return ckpt.load(ckpt.resolve(folder / "checkpoints", "latest"))["train_state"]
 
 
 def _paper_metric(metrics: dict[str, float], name: str) -> float:

@@ -15,7 +15,6 @@ each quarter's walk ends on the next quarter's first close, so no day's return i
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
+from clstm_ppo.agent.network import CLSTMActorCritic
 from clstm_ppo.agent.policy import ModelPolicy
 from clstm_ppo.config import Config, build_config
 from clstm_ppo.envs.portfolio_tape import portfolio_tape_for
@@ -72,14 +72,14 @@ def quarter_config(
 
 
 def walk_with_retraining(
-    config: Config, first_model: Path, timesteps: int, name: str, console: Console
+    config: Config, model: CLSTMActorCritic, timesteps: int, name: str, console: Console
 ) -> tuple[StrategyRun, list[dict[str, Any]]]:
     """The trading period walked quarter by quarter with a model fine-tuned before each quarter
     for at least ``timesteps`` env steps (see the module docstring), and one record per
-    fine-tuning: the quarter, its train window, the episodes and the env steps it trained."""
-    from clstm_ppo.evaluate.paper import episodes_for, train_one, walk_account
+    fine-tuning: the quarter, its train window, the episodes and the env steps it trained.
+    ``model`` trades the first quarter (the one selected on the original validation split)."""
+    from clstm_ppo.evaluate.paper import episodes_for, train_one, trained_state, walk_account
 
-    model, _ = load_member(first_model, torch.device("cpu"))
     account = None
     parts: list[StrategyRun] = []
     fine_tunes: list[dict[str, Any]] = []
@@ -95,7 +95,7 @@ def walk_with_retraining(
             folder, _ = train_one(q_config, console, initial_weights=model.state_dict())
             best = ckpt.resolve(folder / "checkpoints", "best")
             model, payload = load_member(best, torch.device("cpu"))
-            latest = ckpt.load(ckpt.resolve(folder / "checkpoints", "latest"))["train_state"]
+            latest = trained_state(folder)
             splits = q_config.portfolio.splits
             fine_tunes.append({
                 "quarter": str(q_start),
