@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -25,7 +26,6 @@ from portfolio_helpers import (
     panel_frame,
     portfolio_config,
     read_panel,
-    write_panel_csv,
 )
 
 HISTORY_FROM = dt.date(2007, 1, 2)  # the default train start 2009-01-01 minus 730 days
@@ -35,17 +35,6 @@ TICKER_TEXT = ",".join(TICKERS)
 N = len(TICKERS)
 CAPITAL = 1_000_000.0
 COST = 0.001
-
-
-@pytest.fixture(scope="module")
-def panel_csv(tmp_path_factory):
-    return write_panel_csv(tmp_path_factory.mktemp("panel") / "panel.csv")
-
-
-@pytest.fixture(scope="module")
-def late_csv(tmp_path_factory):
-    path = tmp_path_factory.mktemp("late") / "late.csv"
-    return write_panel_csv(path, late={"DDD": "2019-01-02"})
 
 
 def _prices_on(path, date: str, name: str = "Adj Close") -> np.ndarray:
@@ -144,12 +133,18 @@ def test_missing_file_is_a_one_line_data_error(tmp_path) -> None:
     assert "\n" not in message
 
 
-def test_nan_close_is_a_one_line_data_error_naming_the_file_line(tmp_path) -> None:
+def _panel_with_nan(folder: Path, column: str) -> tuple[Path, int]:
+    """The hand-made panel with ``column`` NaN for BBB on 2012-03-05: (file, frame row)."""
     frame = panel_frame()
     row = frame.index[(frame.Ticker == "BBB") & (frame.Date == "2012-03-05")][0]
-    frame.loc[row, "Close"] = np.nan
-    path = tmp_path / "nan_close.csv"
+    frame.loc[row, column] = np.nan
+    path = folder / f"nan_{column.replace(' ', '_').lower()}.csv"
     frame.to_csv(path, index=False)
+    return path, row
+
+
+def test_nan_close_is_a_one_line_data_error_naming_the_file_line(tmp_path) -> None:
+    path, row = _panel_with_nan(tmp_path, "Close")
     with pytest.raises(DataError) as error:
         load_equity_panel(f"csv:{path}", TICKERS, HISTORY_FROM, COMPLETE_FROM, COMPLETE_TO)
     message = str(error.value)
@@ -159,11 +154,7 @@ def test_nan_close_is_a_one_line_data_error_naming_the_file_line(tmp_path) -> No
 
 
 def test_nan_adjusted_close_is_a_data_error(tmp_path) -> None:
-    frame = panel_frame()
-    row = frame.index[(frame.Ticker == "BBB") & (frame.Date == "2012-03-05")][0]
-    frame.loc[row, "Adj Close"] = np.nan
-    path = tmp_path / "nan_adj.csv"
-    frame.to_csv(path, index=False)
+    path, _ = _panel_with_nan(tmp_path, "Adj Close")
     # Otherwise the agent would trade at a NaN price on a day the panel says is complete.
     with pytest.raises(DataError, match=str(path)) as error:
         load_equity_panel(

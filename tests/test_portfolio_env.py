@@ -37,7 +37,6 @@ from portfolio_helpers import (
     column,
     portfolio_config,
     read_panel,
-    write_panel_csv,
 )
 
 HMAX = 100
@@ -49,17 +48,6 @@ COMPLETE_FROM = dt.date(2009, 1, 1)
 COMPLETE_TO = dt.date(2020, 5, 8)
 TICKER_TEXT = ",".join(TICKERS)
 N = len(TICKERS)
-
-
-@pytest.fixture(scope="module")
-def panel_csv(tmp_path_factory):
-    return write_panel_csv(tmp_path_factory.mktemp("panel") / "panel.csv")
-
-
-@pytest.fixture(scope="module")
-def late_csv(tmp_path_factory):
-    path = tmp_path_factory.mktemp("late") / "late.csv"
-    return write_panel_csv(path, late={"DDD": "2019-01-02"})
 
 
 @pytest.fixture(scope="module")
