@@ -202,7 +202,14 @@ def test_cli_missing_data_file_is_one_line(capsys) -> None:
 
 
 @pytest.mark.parametrize(
-    "flags, named", [(["--models", "foo"], "--models"), (["--seeds", "0"], "--seeds")]
+    "flags, named",
+    [
+        (["--models", "foo"], "--models"),
+        (["--seeds", "0"], "--seeds"),
+        (["--timesteps", "0"], "--timesteps"),
+        (["--retrain-timesteps", "0"], "--retrain-timesteps"),
+        (["--num-envs", "0"], "--num-envs"),
+    ],
 )
 def test_cli_bad_flags_are_one_line(capsys, flags, named) -> None:
     assert main(["reproduce-paper", "--data", "csv:/no/such.csv", *flags]) == 2
