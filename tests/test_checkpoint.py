@@ -94,9 +94,11 @@ def test_a_crash_at_the_rename_leaves_the_previous_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError) as error:  # a full disk is the user's to fix: one line
         ckpt.atomic_save(_payload(2.0), path)
     monkeypatch.undo()
+    message = _one_line(error)
+    assert str(path) in message and "no space left" in message and "intact" in message
     assert len(seen) == 1 and seen[0] != path
     assert ckpt.load(path)["model"]["weight"][0, 0].item() == 1.0
     assert _leftovers(tmp_path, path) == []

@@ -14,9 +14,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pickle
+import pickletools
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -56,19 +59,30 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _write_failed(path: Path, error: OSError) -> CheckpointError:
+    reason = "no space left on the device" if error.errno == errno.ENOSPC else error.strerror
+    return CheckpointError(
+        f"{path}: cannot write the checkpoint ({reason or type(error).__name__}); the "
+        f"checkpoints already in {path.parent} are intact"
+    )
+
+
 def atomic_save(payload: dict[str, Any], path: Path) -> Path:
     """Write ``payload`` to ``path`` atomically (see the module docstring)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        raise _write_failed(path, error) from None
     finally:
-        if temporary.exists():
-            temporary.unlink()
+        with contextlib.suppress(OSError):
+            if temporary.exists():
+                temporary.unlink()
     _fsync_dir(path.parent)
     return path
 
@@ -85,13 +99,29 @@ def point(folder: Path, name: str, target: Path) -> None:
     except OSError:
         pointer = folder / f"{name}.pointer"
         text_tmp = folder / f".{name}.pointer-{os.getpid()}"
-        text_tmp.write_text(target.name + "\n")
-        os.replace(text_tmp, pointer)
+        try:
+            text_tmp.write_text(target.name + "\n")
+            os.replace(text_tmp, pointer)
+        except OSError as error:
+            raise _write_failed(link, error) from None
     _fsync_dir(folder)
 
 
-def resolve(folder: Path, spec: str) -> Path:
-    """``latest``, ``best`` (= ``best_composite``), another link name, or a path."""
+def target_of(folder: Path, name: str) -> str | None:
+    """The file name that link ``name`` refers to, or None when there is no usable link."""
+    link = folder / f"{name}.pt"
+    if link.is_symlink():
+        return os.readlink(link) if link.exists() else None
+    pointer = folder / f"{name}.pointer"
+    if pointer.is_file():
+        target = pointer.read_text().strip()
+        return target if (folder / target).exists() else None
+    return None
+
+
+def resolve(folder: Path, spec: str, flag: str = "--resume-from") -> Path:
+    """``latest``, ``best`` (= ``best_composite``), another link name, or a path; errors name
+    ``flag``, the option the user typed."""
     name = ALIASES.get(spec, spec)
     if name in LINK_NAMES:
         link = folder / f"{name}.pt"
@@ -102,22 +132,47 @@ def resolve(folder: Path, spec: str) -> Path:
         pointer = folder / f"{name}.pointer"
         if pointer.exists():
             return folder / pointer.read_text().strip()
-        raise CheckpointError(f"--resume-from {spec}: no '{name}' checkpoint in {folder}")
+        raise CheckpointError(f"{flag} {spec}: no '{name}' checkpoint in {folder}")
     path = Path(spec)
     if not path.exists():
-        raise CheckpointError(f"--resume-from {spec}: no such checkpoint file")
+        raise CheckpointError(f"{flag} {spec}: no such checkpoint file")
     return path
+
+
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"}
+
+
+def _why_refused(path: Path, error: BaseException) -> str:
+    """Tell a checkpoint that would run code from a file that is simply not a checkpoint.
+
+    torch's weights-only unpickler says "Unsupported operand" both for random bytes and for a
+    pickle stream it cannot follow, so its message alone cannot tell them apart: look at what
+    the file is (a torch zip archive, a pickle stream that imports callables, or neither),
+    without unpickling anything.
+    """
+    text = str(error)
+    if zipfile.is_zipfile(path):
+        if "Unsupported global" in text:
+            return "refused, it is not a plain-tensor checkpoint and could run code"
+        return "corrupt or not a clstm-ppo checkpoint"
+    try:
+        with open(path, "rb") as handle:
+            opcodes = {op.name for op, _, _ in pickletools.genops(handle)}
+    except Exception:  # not a well-formed pickle stream at all
+        return "not a checkpoint (neither a PyTorch archive nor a pickle)"
+    if opcodes & _CODE_OPCODES:
+        return "refused, it is not a plain-tensor checkpoint and could run code"
+    return "corrupt or not a clstm-ppo checkpoint"
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely; any problem is one line naming the file."""
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path}: not a checkpoint file (a folder or special file)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).splitlines()[0][:160]
-        raise CheckpointError(
-            f"{path}: refused, it is not a plain-tensor checkpoint and could run code ({reason})"
-        ) from None
+        raise CheckpointError(f"{path}: {_why_refused(path, error)}") from None
     except Exception as error:
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({reason})") from None
@@ -131,16 +186,33 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     return payload
 
 
+def require(payload: dict[str, Any], path: Path, *keys: str) -> None:
+    """Refuse a checkpoint with the marker but without the keys a caller needs."""
+    missing = [key for key in keys if key not in payload]
+    if missing:
+        raise CheckpointError(
+            f"{path}: incomplete checkpoint, missing {', '.join(repr(k) for k in missing)}"
+        )
+    for key in ("config", "train_state", "model"):
+        if key in keys and not isinstance(payload[key], dict):
+            raise CheckpointError(f"{path}: malformed checkpoint, {key!r} is not a mapping")
+
+
+TRAINING_KEYS = ("model", "optimizer", "train_state", "config", "ranks")
+
+
 def check_compatible(payload: dict[str, Any], config: dict[str, Any], path: Path) -> None:
     """Refuse a checkpoint whose network or observation layout differs from the config's."""
-    saved = payload.get("config", {})
+    saved = payload.get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: malformed checkpoint, no config mapping")
     for section, keys in (
         ("agent", ("architecture", "lstm_hidden", "feature_dim", "policy_hidden", "mlp_hidden")),
         ("env", ("window", "enable_multi_leg")),
         ("portfolio", ("window", "tickers")),
     ):
         for key in keys:
-            old = saved.get(section, {}).get(key)
+            old = (saved.get(section) or {}).get(key)
             new = config.get(section, {}).get(key)
             if old != new:
                 raise CheckpointError(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -35,6 +36,8 @@ from clstm_ppo.config import Config, config_from_key, config_hash, config_key, c
 from clstm_ppo.errors import CheckpointError
 from clstm_ppo.train import checkpoint as ckpt
 from clstm_ppo.train.reporting import Reporter
+from clstm_ppo.train.run import select_device
+from clstm_ppo.train.run_folder import RunLock, remove_leftovers
 from clstm_ppo.train.trainer import Trainer, run_policy
 
 FORMAT = "clstm-ppo-ensemble"
@@ -56,29 +59,49 @@ def ensemble_weights(scores: list[float], temperature: float) -> list[float]:
 def load_member(path: Path, device: torch.device) -> tuple[CLSTMActorCritic, dict[str, Any]]:
     """A member's network from its checkpoint (safe load, shapes from its own config)."""
     payload = ckpt.load(path, device)
+    ckpt.require(payload, path, "model", "config", "train_state")
+    try:
+        config = Config.model_validate(payload["config"])
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise CheckpointError(
+            f"{path}: its config is invalid at '{key}' ({first['msg']})"
+        ) from None
     state = payload["model"]
-    config = Config.model_validate(payload["config"])
-    model = build_model(config.agent, **model_shapes(state, config.agent)).to(device)
-    model.load_state_dict(state)
+    try:
+        model = build_model(config.agent, **model_shapes(state, config.agent)).to(device)
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(error).__name__)
+        raise CheckpointError(
+            f"{path}: weights do not fit the network its config describes ({detail[:160]})"
+        ) from None
     model.eval()
     return model, payload
 
 
-def _train_member(key: str, seed: int, run_dir: str, episodes: int, threads: int) -> dict[str, Any]:
+def _train_member(
+    key: str, seed: int, run_dir: str, episodes: int, threads: int, device_name: str
+) -> dict[str, Any]:
     """One member, in its own process: train, then validate its best checkpoint."""
     torch.set_num_threads(threads)
     config = config_from_key(key)
     config = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
     folder = Path(run_dir)
-    reporter = Reporter(folder, active=True, console=Console(quiet=True))
-    try:
-        trainer = Trainer(config, folder, torch.device("cpu"), reporter=reporter)
-        result = trainer.train(episodes)
-    finally:
-        reporter.close()
+    device = torch.device(device_name)
+    with RunLock(folder):
+        remove_leftovers(folder / "checkpoints")
+        reporter = Reporter(folder, active=True, console=Console(quiet=True))
+        try:
+            trainer = Trainer(config, folder, device, reporter=reporter)
+            result = trainer.train(episodes)
+        finally:
+            reporter.close()
     best = ckpt.resolve(folder / "checkpoints", "best_composite")
-    model, _ = load_member(best, torch.device("cpu"))
-    validation = run_policy(ModelPolicy(model), config)
+    model, _ = load_member(best, device)
+    validation = run_policy(ModelPolicy(model), config, device=device)
     return {
         "seed": seed,
         "run_dir": str(folder),
@@ -94,18 +117,26 @@ def train_ensemble(
     """Train ``members`` models and write ``ensemble.json``; returns the metadata."""
     console = console or Console()
     folder = config.train.run_dir / f"{config.train.run_name}_ensemble"
-    folder.mkdir(parents=True, exist_ok=True)
+    with RunLock(folder):
+        return _train_ensemble_in(folder, config, members, episodes, console)
+
+
+def _train_ensemble_in(
+    folder: Path, config: Config, members: int, episodes: int, console: Console
+) -> dict[str, Any]:
+    # --num_gpus 1 puts every member on the GPU (the CPU with a notice when there is none).
+    device = select_device(config, console)
     seeds = [config.train.seed + i for i in range(members)]
     cores = os.cpu_count() or 1
     parallel = max(1, min(members, cores))
     threads = max(1, cores // parallel)
     console.print(
         f"training {members} ensemble members ({episodes} episodes each, seeds {seeds}) in "
-        f"{parallel} parallel process(es) under {folder}",
+        f"{parallel} parallel process(es) on {device} under {folder}",
         highlight=False,
     )
     key = config_key(config)
-    jobs = [(key, seed, str(folder / f"member_{i}_seed_{seed}"), episodes, threads)
+    jobs = [(key, seed, str(folder / f"member_{i}_seed_{seed}"), episodes, threads, str(device))
             for i, seed in enumerate(seeds)]  # fmt: skip
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.utils.tensorboard import SummaryWriter
 
+from clstm_ppo.train.run_folder import folder_error, unique_log_path
+
 
 class Reporter:
     """Console, log file and TensorBoard of one run (no-ops unless ``active``)."""
@@ -32,12 +34,16 @@ class Reporter:
             return
         stamp = time.strftime("%Y%m%d_%H%M%S")
         logs = run_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        self.log_path = logs / f"training_{stamp}.log"
-        handler = logging.FileHandler(self.log_path)
+        try:
+            self.log_path = unique_log_path(logs, f"training_{stamp}")
+            handler = logging.FileHandler(self.log_path)
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        except OSError as error:
+            raise folder_error(
+                Path(getattr(error, "filename", None) or logs), error, "write the run's logs"
+            ) from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         self.logger.addHandler(handler)
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
     def info(self, message: str, echo: bool = True) -> None:
         if not self.active:
@@ -77,7 +83,9 @@ class Reporter:
 
     def advance(self, done: int, status: str) -> None:
         if self.progress is not None:
-            self.progress.update(self._task, completed=done, status=status)
+            # The bar never reads "56/50": environments that finish together can overshoot.
+            total = max(done, self.progress.tasks[0].total or 0)
+            self.progress.update(self._task, completed=done, total=total, status=status)
 
     def close(self) -> None:
         if self.progress is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -17,6 +18,7 @@ from clstm_ppo.config import Config, config_hash, config_to_dict
 from clstm_ppo.errors import CheckpointError, ConfigError
 from clstm_ppo.train import checkpoint as ckpt
 from clstm_ppo.train.reporting import Reporter
+from clstm_ppo.train.run_folder import RunLock, folder_error, remove_leftovers
 from clstm_ppo.train.trainer import Trainer, TrainResult
 
 
@@ -52,15 +54,23 @@ def select_device(config: Config, reporter_console: Console, local_rank: int = 0
 
 def prepare_run_dir(config: Config, fresh_start: bool) -> Path:
     """The run's folder: ``run_dir/run_name``, or a new timestamped one with ``--fresh-start``
-    (old runs are never deleted)."""
+    (old runs are never deleted; the new name is claimed by an exclusive mkdir, so two fresh
+    starts in the same second get two folders)."""
     base = config.train.run_dir / config.train.run_name
-    if fresh_start and base.exists():
-        base = base.with_name(f"{base.name}_{time.strftime('%Y%m%d_%H%M%S')}")
-        suffix = 1
-        while base.exists():
-            base = base.with_name(f"{base.name.rsplit('.', 1)[0]}.{suffix}")
-            suffix += 1
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        if fresh_start and base.exists():
+            stamped = base.with_name(f"{base.name}_{time.strftime('%Y%m%d_%H%M%S')}")
+            candidate, suffix = stamped, 1
+            while True:
+                try:
+                    candidate.mkdir(parents=True)
+                    return candidate
+                except FileExistsError:
+                    candidate = stamped.with_name(f"{stamped.name}.{suffix}")
+                    suffix += 1
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise folder_error(base, error, "create the run folder") from None
     return base
 
 
@@ -90,7 +100,13 @@ def write_run_metadata(run_dir: Path, config: Config, provenance: dict[str, Any]
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "provenance": provenance,
     }
-    (run_dir / "run.json").write_text(json.dumps(metadata, indent=2, default=str))
+    path = run_dir / "run.json"
+    temporary = run_dir / f".run.json.tmp-{os.getpid()}"
+    try:  # atomic, like the checkpoints: a kill mid-write never leaves a truncated run.json
+        temporary.write_text(json.dumps(metadata, indent=2, default=str))
+        os.replace(temporary, path)
+    except OSError as error:
+        raise folder_error(path, error, "write the run's metadata") from None
 
 
 def summary_table(result: TrainResult, peak_rss_mb: float) -> Table:
@@ -141,12 +157,42 @@ def run_training(
     console = console or Console()
     distributed = world_size > 1
     device = select_device(config, console, local_rank)
-    run_dir = _agreed(prepare_run_dir(config, fresh_start) if rank == 0 else None, distributed)
+    lock = None
+    if rank == 0:
+        run_dir = prepare_run_dir(config, fresh_start)
+        lock = RunLock(run_dir).acquire()  # refuses a second run on the same folder
+    try:
+        return _train_in(
+            config, _agreed(run_dir if rank == 0 else None, distributed), resume_from,
+            fresh_start, console, device, rank, world_size,
+        )  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_in(
+    config: Config,
+    run_dir: Path,
+    resume_from: str | None,
+    fresh_start: bool,
+    console: Console,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+) -> TrainResult:
+    distributed = world_size > 1
+    removed = remove_leftovers(run_dir / "checkpoints") if rank == 0 else []
     resume = _agreed(
         find_resume_point(run_dir, resume_from, fresh_start) if rank == 0 else None, distributed
     )
     provenance = _data_provenance(config)
     reporter = Reporter(run_dir, active=rank == 0, console=console)
+    if removed:
+        reporter.info(
+            f"removed {len(removed)} temporary file(s) that an interrupted run left in "
+            f"{run_dir / 'checkpoints'}: {', '.join(removed)}"
+        )
     try:
         if resume is not None:
             saved = ckpt.load(resume)

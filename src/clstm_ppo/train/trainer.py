@@ -19,8 +19,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,97 +40,17 @@ from clstm_ppo.train.metrics import (
     trend_arrow,
 )
 from clstm_ppo.train.reporting import Reporter
+from clstm_ppo.train.schedules import build_scheduler
+from clstm_ppo.train.state import TrainResult, TrainState, capture_rng, restore_rng
+from clstm_ppo.train.validation import (
+    VALIDATION_SEED,
+    EnvFactory,
+    default_env_factory,
+    obs_tensors,
+    run_policy,
+)
 
-EnvFactory = Callable[[Config, str, int], Any]
-VALIDATION_SEED = 20_240_601  # fixed: every validation sees the same episodes
-
-
-def default_env_factory(config: Config, split: str, n_envs: int) -> Any:
-    from clstm_ppo.envs import BatchedOptionsEnv
-
-    return BatchedOptionsEnv(
-        n_envs, split=split, multi_leg=config.env.enable_multi_leg, config=config
-    )
-
-
-@dataclass
-class TrainState:
-    """Counters and histories that a checkpoint carries."""
-
-    episodes: int = 0
-    updates: int = 0
-    env_steps: int = 0
-    next_validation: int = 0
-    best: dict[str, float] = field(default_factory=dict)
-    best_episode: int = 0
-    milestones: list[float] = field(default_factory=list)
-    episode_history: list[dict[str, float]] = field(default_factory=list)
-    validation_history: list[dict[str, float]] = field(default_factory=list)
-    loss_history: list[dict[str, float]] = field(default_factory=list)
-
-
-@dataclass
-class TrainResult:
-    episodes: int
-    updates: int
-    stop_reason: str
-    validation: dict[str, float]
-    rolling: dict[str, float]
-    seconds: float
-    checkpoint: Path | None
-
-
-def _obs_tensors(obs: dict[str, np.ndarray], device: torch.device) -> tuple[torch.Tensor, ...]:
-    market = torch.as_tensor(obs["market"], device=device)
-    portfolio = torch.as_tensor(obs["portfolio"], device=device)
-    mask = obs.get("action_mask")
-    return market, portfolio, None if mask is None else torch.as_tensor(mask, device=device).bool()
-
-
-def run_policy(
-    policy: Any,
-    config: Config,
-    env_factory: EnvFactory = default_env_factory,
-    device: torch.device | None = None,
-    split: str = "validation",
-    episodes: int | None = None,
-) -> dict[str, float]:
-    """Aggregate metrics of a deterministic policy (a model or an ensemble) over ``episodes``
-    fixed episodes of ``split`` (the same episodes every call)."""
-    device = device or torch.device("cpu")
-    n = episodes or config.train.validation_episodes
-    env = env_factory(config, split, n)
-    obs, _ = env.reset(seed=VALIDATION_SEED)
-    state = policy.initial_state(n, device)
-    starts = torch.ones(n, device=device)
-    done_rows = np.zeros(n, dtype=bool)
-    results: list[EpisodeMetrics] = []
-    while not done_rows.all():
-        market, portfolio, mask = _obs_tensors(obs, device)
-        action, state, _ = policy.act(market, portfolio, mask, state, starts)
-        obs, _, terminated, truncated, info = env.step(action.cpu().numpy())
-        starts = torch.zeros(n, device=device)
-        for row in np.flatnonzero(np.logical_or(terminated, truncated) & ~done_rows):
-            results.append(summary_metrics(info["final_info"][row], config.train.risk_free_rate))
-            done_rows[row] = True
-    return aggregate(results)
-
-
-def _numpy_rng_state() -> dict[str, Any]:
-    # numpy's state holds an ndarray, which weights_only loading refuses: store it as a tensor.
-    name, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    return {
-        "name": name,
-        "key": torch.from_numpy(key.astype(np.int64)),
-        "pos": int(pos),
-        "has_gauss": int(has_gauss),
-        "cached": float(cached),
-    }
-
-
-def _set_numpy_rng_state(state: dict[str, Any]) -> None:
-    key = state["key"].numpy().astype(np.uint32)
-    np.random.set_state((state["name"], key, state["pos"], state["has_gauss"], state["cached"]))
+__all__ = ["VALIDATION_SEED", "TrainResult", "TrainState", "Trainer", "run_policy"]
 
 
 class Trainer:
@@ -180,7 +98,7 @@ class Trainer:
         ).to(device)
         ppo = config.ppo
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=ppo.learning_rate, eps=1e-5)
-        self.scheduler = self._scheduler()
+        self.scheduler = build_scheduler(self.optimizer, config)
         use_fp16 = config.train.amp == "fp16" and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_fp16 else None
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.train.amp)
@@ -201,36 +119,6 @@ class Trainer:
         self.starts = torch.ones(config.train.num_envs, device=device)
         self.recurrent = self.model.initial_state(config.train.num_envs, device)
 
-    # ------------------------------------------------------------------ schedule
-    def _scheduler(self) -> Any:
-        ppo = self.config.ppo
-        if ppo.lr_schedule == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer,
-                mode="max",
-                factor=0.5,
-                patience=ppo.plateau_patience,
-                min_lr=ppo.learning_rate * ppo.min_lr_fraction,
-            )
-        if ppo.lr_schedule == "warmup_cosine":
-            steps_per_update = self.config.train.num_envs * ppo.rollout_length
-            total = max(
-                1,
-                math.ceil(
-                    self.config.train.episodes * self.config.env.episode_length / steps_per_update
-                ),
-            )
-            warmup, floor = ppo.warmup_updates, ppo.min_lr_fraction
-
-            def factor(update: int) -> float:
-                if update < warmup:
-                    return (update + 1) / warmup
-                progress = min(1.0, (update - warmup) / max(1, total - warmup))
-                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-            return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-        return None
-
     # ------------------------------------------------------------------ rollout
     def _sample(self, dist: Any) -> torch.Tensor:
         if self.discrete:
@@ -250,7 +138,7 @@ class Trainer:
         finished: list[EpisodeMetrics] = []
         gamma = cfg.ppo.gamma
         for step in range(steps):
-            market, portfolio, mask = _obs_tensors(self.obs, self.device)
+            market, portfolio, mask = obs_tensors(self.obs, self.device)
             started = time.perf_counter()
             with torch.no_grad():
                 dist, value, self.recurrent = self.model.evaluate(
@@ -274,7 +162,7 @@ class Trainer:
                 # A time limit is not a terminal state: bootstrap from the final observation.
                 rows = np.flatnonzero(truncated)
                 final = {key: value[rows] for key, value in info["final_obs"].items()}
-                f_market, f_portfolio, f_mask = _obs_tensors(final, self.device)
+                f_market, f_portfolio, f_mask = obs_tensors(final, self.device)
                 with torch.no_grad():
                     _, final_value, _ = self.model.evaluate(
                         f_market[None], f_portfolio[None], None if f_mask is None else f_mask[None],
@@ -289,7 +177,7 @@ class Trainer:
                 for row in np.flatnonzero(done):
                     summary = info["final_info"][row]
                     finished.append(summary_metrics(summary, cfg.train.risk_free_rate))
-        market, portfolio, mask = _obs_tensors(self.obs, self.device)
+        market, portfolio, mask = obs_tensors(self.obs, self.device)
         with torch.no_grad():
             _, next_value, _ = self.model.evaluate(
                 market[None], portfolio[None], None if mask is None else mask[None],
@@ -315,12 +203,7 @@ class Trainer:
     def _rank_state(self) -> dict[str, Any]:
         """What differs between ranks: RNG streams, environments, recurrent state."""
         return {
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "generator": self.generator.get_state(),
-                "numpy": _numpy_rng_state(),
-                "python": random.getstate(),
-            },
+            "rng": capture_rng(self.generator),
             "env_state": self.env.state_dict() if hasattr(self.env, "state_dict") else None,
             "recurrent": [t.cpu() for t in self.recurrent],
             "starts": self.starts.cpu(),
@@ -355,30 +238,53 @@ class Trainer:
     def save(
         self, links: tuple[str, ...] = ("latest",), milestone: str | None = None
     ) -> Path | None:
-        """Write a checkpoint (rank 0); collective under DDP, so every rank calls it."""
-        payload = self._payload()
-        if payload is None:
-            return None
+        """Write a checkpoint (rank 0); collective under DDP, so every rank calls it.
+
+        The ``best_*`` links are recorded in the saved state and updated before ``latest``: a kill
+        between two link updates leaves ``latest`` on the previous checkpoint, whose state names
+        the files its bests point at, and :meth:`repair_links` restores them on resume."""
         episode = self.state.episodes
         name = (
             f"episode_{episode:06d}.pt"
             if milestone is None
             else f"milestone_{milestone}_episode_{episode:06d}.pt"
         )
-        path = ckpt.atomic_save(payload, self.checkpoint_dir / name)
         for link in links:
+            if link != "latest":
+                self.state.best_files[link] = name
+        payload = self._payload()
+        if payload is None:
+            return None
+        path = ckpt.atomic_save(payload, self.checkpoint_dir / name)
+        for link in sorted(links, key=lambda link: link == "latest"):
             ckpt.point(self.checkpoint_dir, link, path)
         self._prune()
         return path
 
+    def repair_links(self) -> list[str]:
+        """Point every ``best_*`` link at the file the loaded state records for it (a kill
+        between link updates, or a link deleted by hand); returns the links repaired."""
+        if not self.is_main:
+            return []
+        repaired = []
+        for link, name in sorted(self.state.best_files.items()):
+            if ckpt.target_of(self.checkpoint_dir, link) == name:
+                continue
+            target = self.checkpoint_dir / name
+            if not target.is_file():
+                self.reporter.warning(f"{link}: its checkpoint {target} is missing; not restored")
+                continue
+            ckpt.point(self.checkpoint_dir, link, target)
+            repaired.append(link)
+        if repaired:
+            self.reporter.info(f"restored links {', '.join(repaired)} from the saved state")
+        return repaired
+
     def _prune(self) -> None:
         """Drop plain periodic files nobody points at, beyond the newest ``keep_checkpoints``."""
         folder = self.checkpoint_dir
-        referenced = {
-            ckpt.resolve(folder, name).name
-            for name in ckpt.LINK_NAMES
-            if (folder / f"{name}.pt").exists() or (folder / f"{name}.pointer").exists()
-        }
+        referenced = set(self.state.best_files.values())
+        referenced |= {ckpt.target_of(folder, name) for name in ckpt.LINK_NAMES}
         plain = sorted(folder.glob("episode_*.pt"))
         for path in plain[: -self.config.train.keep_checkpoints]:
             if path.name not in referenced:
@@ -388,13 +294,29 @@ class Trainer:
         # Loaded on the CPU: the RNG states must stay CPU tensors; load_state_dict moves the
         # weights and the optimiser state onto the parameters' device.
         payload = ckpt.load(path)
+        ckpt.require(payload, path, *ckpt.TRAINING_KEYS)
         ckpt.check_compatible(payload, config_to_dict(self.config), path)
+        try:
+            self._restore(payload, path)
+        except CheckpointError:
+            raise
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[-1].strip()
+            raise CheckpointError(
+                f"{path}: does not fit this run ({type(error).__name__}: {first[:160]})"
+            ) from None
+        self.repair_links()
+        self.reporter.info(f"resumed from {path} at episode {self.state.episodes}")
+
+    def _restore(self, payload: dict[str, Any], path: Path) -> None:
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
-        except (RuntimeError, KeyError, ValueError) as error:
+        except (RuntimeError, KeyError, ValueError, TypeError) as error:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")
             raise CheckpointError(
-                f"{path}: weights do not fit this model ({str(error)[:120]})"
+                f"{path}: weights do not fit this model ({detail[:160]})"
             ) from None
         if self.scheduler is not None and payload.get("scheduler") is not None:
             self.scheduler.load_state_dict(payload["scheduler"])
@@ -406,11 +328,7 @@ class Trainer:
                 f"resumed with {self.world_size}; resume with the same number of processes"
             )
         mine = payload["ranks"][self.rank]
-        rng = mine["rng"]
-        torch.set_rng_state(rng["torch"])
-        self.generator.set_state(rng["generator"])
-        _set_numpy_rng_state(rng["numpy"])
-        random.setstate(rng["python"])
+        restore_rng(mine["rng"], self.generator)
         self.state = TrainState(**payload["train_state"])
         if mine.get("env_state") is not None and hasattr(self.env, "load_state_dict"):
             try:
@@ -423,7 +341,6 @@ class Trainer:
             self.obs, _ = self.env.observe()
         self.recurrent = RecurrentState(*(t.to(self.device) for t in mine["recurrent"]))
         self.starts = mine["starts"].to(self.device)
-        self.reporter.info(f"resumed from {path} at episode {self.state.episodes}")
 
     # ------------------------------------------------------------------ the loop
     def _install_signals(self) -> dict[int, Any]:
@@ -513,7 +430,12 @@ class Trainer:
         else:
             self.reporter.info(message)
 
-    def _validate_and_checkpoint(self, scheduled: bool) -> dict[str, float]:
+    def _validate(self, scheduled: bool) -> tuple[dict[str, float], tuple[str, ...]]:
+        """One validation; returns its metrics and the ``best_*`` links it improves.
+
+        A scheduled validation also feeds training's own decisions (history, reduce-on-plateau,
+        early stopping). An end-of-run one only updates the best links, so that a short or
+        interrupted run still has its bests without changing what a resumed run does next."""
         metrics = self.validate() if self.is_main else {}
         if self.distributed:  # one validation, every rank takes the same decisions from it
             shared = [metrics]
@@ -521,27 +443,39 @@ class Trainer:
             metrics = shared[0]
         episode = self.state.episodes
         self.reporter.info(
-            f"validation at episode {episode}: composite {metrics['composite']:.3f}, "
+            f"{'validation' if scheduled else 'end-of-run validation'} at episode {episode}: "
+            f"composite {metrics['composite']:.3f}, "
             f"return {metrics['mean_return']:+.2%}, win rate {metrics['win_rate']:.1%}, "
             f"profit rate {metrics['profit_rate']:.1%}, Sharpe {metrics['sharpe']:.2f}"
         )
-        if not scheduled:
-            return metrics  # a report at the stop point must not change what training does next
-        self.state.validation_history.append({"episode": float(episode), **metrics})
-        self.reporter.scalars("validation", metrics, episode)
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.scheduler.step(metrics["composite"])
-        links = ["latest"]
+        self.state.last_validation = {
+            "episode": float(episode),
+            "updates": float(self.state.updates),
+            **metrics,
+        }
+        if scheduled:
+            self.state.validation_history.append({"episode": float(episode), **metrics})
+            self.reporter.scalars("validation", metrics, episode)
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(metrics["composite"])
+            reference = self.state.selection_best
+            if reference is None:  # checkpoints written before selection_best existed
+                reference = self.state.best.get("composite", -math.inf)
+            if metrics["composite"] > reference + self.config.train.early_stopping_min_delta:
+                self.state.best_episode = episode
+            self.state.selection_best = max(reference, metrics["composite"])
+        links = []
         best = self.state.best
-        min_delta = self.config.train.early_stopping_min_delta
-        if metrics["composite"] > best.get("composite", -math.inf) + min_delta:
-            self.state.best_episode = episode
         for key in ("composite", "win_rate", "profit_rate", "sharpe"):
             value = metrics.get(key, float("nan"))
             if value == value and value > best.get(key, -math.inf):
                 best[key] = value
                 links.append(f"best_{key}")
-        self.save(links=tuple(links))
+        return metrics, tuple(links)
+
+    def _validate_and_checkpoint(self, scheduled: bool) -> dict[str, float]:
+        metrics, links = self._validate(scheduled)
+        self.save(links=("latest", *links))
         return metrics
 
     def validate_starting_point(self) -> dict[str, float]:
@@ -549,15 +483,33 @@ class Trainer:
         so that a fine-tuning run can pick its starting model when nothing it trains beats it."""
         return self._validate_and_checkpoint(scheduled=True)
 
+    def _finish(self) -> Path | None:
+        """The run's last checkpoint, then (if the model changed since the last validation) an
+        end-of-run validation whose bests are linked, so every finished or stopped run has all
+        ``best_*`` links. ``latest`` is written first: a second Ctrl-C or a kill during the
+        validation loses nothing."""
+        path = self.save(links=("latest",))
+        if self.state.last_validation.get("updates") == self.state.updates:
+            return path  # the model has not changed since its last validation
+        _, links = self._validate(scheduled=False)
+        return self.save(links=("latest", *links)) if links else path
+
     def train(self, episodes: int) -> TrainResult:
         """Train until ``episodes`` completed episodes (or early stop / signal)."""
         cfg = self.config
         started = time.perf_counter()
         previous = self._install_signals()
-        self.reporter.start_progress(episodes, self.state.episodes)
+        per_round = self.config.train.num_envs * self.world_size
+        expected = max(episodes, math.ceil(episodes / per_round) * per_round)
+        if expected != episodes and self.state.episodes < episodes:
+            self.reporter.info(
+                f"note: {per_round} parallel environments finish their episodes together, so "
+                f"training stops at {expected} episodes (--episodes {episodes} rounded up to a "
+                f"multiple of {per_round})"
+            )
+        self.reporter.start_progress(expected, self.state.episodes)
         self._episodes_at_start = self.state.episodes
         stop_reason = "episodes done"
-        validation: dict[str, float] = {}
         try:
             while self.state.episodes < episodes:
                 rollout, next_value, finished = self._collect()
@@ -584,14 +536,14 @@ class Trainer:
                     f"rolling return {rolling.get('mean_return', float('nan')):+.2%}",
                 )
                 if self.state.episodes >= self.state.next_validation:
-                    validation = self._validate_and_checkpoint(scheduled=True)
+                    self._validate_and_checkpoint(scheduled=True)
                     while self.state.next_validation <= self.state.episodes:
                         self.state.next_validation += cfg.train.validate_every
                 patience = cfg.train.early_stopping_patience
                 if (
                     patience
                     and self.state.episodes - self.state.best_episode >= patience
-                    and self.state.best
+                    and self.state.validation_history
                 ):
                     stop_reason = (
                         "early stopping: no validation gain of "
@@ -605,14 +557,12 @@ class Trainer:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        path = self.save(links=("latest",))
+        path = self._finish()
         if self.stop_signal:
             self.reporter.info(
                 f"{stop_reason}: saved {path} at episode {self.state.episodes}; "
                 "continue with --resume-from latest"
             )
-        elif not validation or self.state.validation_history[-1]["episode"] != self.state.episodes:
-            validation = self._validate_and_checkpoint(scheduled=False)
         if self.reporter.progress is not None:
             self.reporter.progress.stop()
             self.reporter.progress = None
@@ -620,7 +570,11 @@ class Trainer:
             episodes=self.state.episodes,
             updates=self.state.updates,
             stop_reason=stop_reason,
-            validation=validation,
+            validation={
+                key: value
+                for key, value in self.state.last_validation.items()
+                if key not in ("episode", "updates")
+            },
             rolling=self.rolling(),
             seconds=time.perf_counter() - started,
             checkpoint=path,
