@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clstm_ppo.config import Config
-from clstm_ppo.errors import ConfigError
+from clstm_ppo.errors import ConfigError, DataError
 
 
 def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
@@ -19,6 +19,33 @@ def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Co
     from clstm_ppo.cli import config_from_args
 
     return config_from_args(args, extra)
+
+
+def _check_dates(args: argparse.Namespace) -> None:
+    start, end = getattr(args, "start", None), getattr(args, "end", None)
+    if start is not None and end is not None and end < start:
+        raise ConfigError(f"--end {end} is before --start {start}")
+
+
+def _apply_data_spec(args: argparse.Namespace) -> argparse.Namespace:
+    """``--data SPEC`` as the ``--source/--symbol/--path`` it stands for (one vocabulary for
+    every command); giving both forms is refused rather than letting one silently win."""
+    from clstm_ppo.data.market import spec_fields
+
+    if args.data is None:
+        return args
+    flags = ("source", "symbol", "path")
+    given = [f"--{flag}" for flag in flags if getattr(args, flag) is not None]
+    if given:
+        raise ConfigError(
+            f"--data and {'/'.join(given)} both name the data; give only --data "
+            "(bundled:SPX, csv:PATH or csv:PATH#SYMBOL, alpaca:SPY, synthetic:gbm)"
+        )
+    try:
+        source, symbol, path = spec_fields(args.data)
+    except DataError as error:
+        raise ConfigError(f"--data: {error}") from None
+    return argparse.Namespace(**{**vars(args), "source": source, "symbol": symbol, "path": path})
 
 
 def _load_market(config: Config, args: argparse.Namespace):
@@ -45,6 +72,8 @@ def _print_fields(console: Console, rows: list[tuple[str, str]]) -> None:
 def _cmd_data_show(args: argparse.Namespace, console: Console) -> int:
     from clstm_ppo.data.splits import describe_splits
 
+    _check_dates(args)
+    args = _apply_data_spec(args)
     config = _config(args)
     market = _load_market(config, args)
     rows: list[tuple[str, str]] = [
@@ -152,6 +181,7 @@ def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
 
     if args.source != "alpaca":
         raise ConfigError(f"--source {args.source}: only 'alpaca' downloads; others are local")
+    _check_dates(args)  # before the keys are looked up: a flag error needs no account
     config = _config(argparse.Namespace(**{**vars(args), "source": None}))
     paths = fetch_to_cache(
         args.kind, args.symbols, args.start, args.end, config.data.cache_dir, args.env_file
@@ -172,6 +202,18 @@ def add_data_commands(commands: Any) -> None:
         "show", help="print a series' rows, date range, split boundaries and source"
     )
     _add_data_flags(show)
+    show.add_argument(
+        "--data",
+        metavar="SPEC",
+        help="data spec instead of --source/--symbol/--path: bundled:SPX, csv:PATH[#SYMBOL], "
+        "alpaca:SPY, synthetic:gbm",
+    )
+    show.add_argument(
+        "--start", type=_date, help="first date shown (YYYY-MM-DD; alpaca: first date requested)"
+    )
+    show.add_argument(
+        "--end", type=_date, help="last date shown (YYYY-MM-DD; alpaca: last date requested)"
+    )
     _add_config_flags(show)
     show.set_defaults(handler=_cmd_data_show)
 

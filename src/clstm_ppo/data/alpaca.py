@@ -500,11 +500,14 @@ def _chain_frame(
 
 
 def _validate_option_bars(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
-    """Each contract's bars must pass the bar rules on their own (sorted dates, prices...)."""
+    """Each contract's bars must pass the bar rules on their own (sorted dates, prices...).
+
+    The close-to-close limit is off: an out-of-the-money option can really rise 50x in a day.
+    """
     if frame.empty:
         raise DataError(f"{origin}: no option bars")
     for symbol, group in frame.groupby("symbol", sort=False):
-        validate_bars(group.set_index("date"), origin=f"{origin}:{symbol}")
+        validate_bars(group.set_index("date"), origin=f"{origin}:{symbol}", max_daily_move=None)
     return frame
 
 

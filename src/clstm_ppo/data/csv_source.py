@@ -35,6 +35,32 @@ def _is_data_file(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(_SUFFIXES)
 
 
+def _is_folder(path: Path) -> bool:
+    """True for a folder, False for a regular file; anything else is refused before opening.
+
+    Opening a FIFO blocks until a writer appears and a device can stream forever, so only a
+    regular file (after symlinks) or a folder gets as far as ``open``.
+    """
+    try:
+        if path.is_dir():
+            return True
+        if path.is_file():
+            return False
+        exists = path.exists()
+    except OSError as error:  # e.g. a parent folder without search permission
+        raise DataError(f"{path}: cannot access ({error.strerror or error})") from None
+    if not exists:
+        raise DataError(f"{path}: no such file or folder")
+    raise DataError(f"{path}: is not a regular file or folder (a FIFO, socket or device?)")
+
+
+def _data_files(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if _is_data_file(p))
+    except OSError as error:
+        raise DataError(f"{folder}: cannot list the folder ({error.strerror or error})") from None
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     try:
         if path.name.lower().endswith((".parquet", ".pq")):
@@ -77,12 +103,35 @@ def _parse_dates(values: pd.Series, path: Path, lines: np.ndarray) -> pd.Datetim
     return index.normalize().rename("date")
 
 
+def _to_float(values: pd.Series, column: str, path: Path, lines: np.ndarray) -> np.ndarray:
+    """A column as floats; text that is no number becomes NaN (the NaN rule then names it)."""
+    try:
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    except OverflowError:
+        pass
+    # pandas reads an integer too long for a float (a 400-digit volume) as a Python int and
+    # then gives up on the whole column; find the cell so the error can name its line.
+    for position, value in enumerate(values.to_numpy()):
+        try:
+            float(value)
+        except OverflowError:
+            text = str(value)
+            shown = text if len(text) <= 24 else f"{text[:20]}... ({len(text)} digits)"
+            raise DataError(
+                f"{path}: line {lines[position]}: '{column}' value {shown} is too large for a "
+                "number (rule: every numeric value must be finite)"
+            ) from None
+        except (TypeError, ValueError):
+            continue
+    raise DataError(f"{path}: column '{column}' cannot be read as numbers (overflow)")
+
+
 def _bars_of(
     frame: pd.DataFrame, path: Path, lines: np.ndarray, symbol: str, required: tuple[str, ...]
 ) -> MarketData:
     dates = _parse_dates(frame["date"], path, lines)
     columns = [c for c in (*BAR_COLUMNS, "adj_close") if c in frame.columns]
-    bars = frame[columns].apply(pd.to_numeric, errors="coerce").astype(float)
+    bars = pd.DataFrame({c: _to_float(frame[c], c, path, lines) for c in columns})
     bars.index = dates
     validate_bars(bars, origin=str(path), required=required, first_line=lines)
     return MarketData(symbol, bars, "csv", str(path))
@@ -130,11 +179,9 @@ def load_csv(
 
     ``required`` is narrowed to ``("close",)`` for index levels such as VIX that have no volume.
     """
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
-    if path.is_file():
+    if not _is_folder(path):
         return _from_file(path, symbol, required)
-    files = sorted(p for p in path.iterdir() if _is_data_file(p))
+    files = _data_files(path)
     if not files:
         raise DataError(f"{path}: folder holds no .csv, .csv.gz or .parquet files")
     if symbol is not None:
@@ -160,9 +207,7 @@ def load_csv_symbols(
 ) -> dict[str, MarketData]:
     """Validated bars of several symbols from one long file (a ``ticker`` column) or a folder
     (one file per symbol, or long files). ``symbols=None`` takes every symbol found."""
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if _is_data_file(p))
+    files = _data_files(path) if _is_folder(path) else [path]
     if not files:
         raise DataError(f"{path}: folder holds no .csv, .csv.gz or .parquet files")
     wanted = None if symbols is None else {s.upper() for s in symbols}
