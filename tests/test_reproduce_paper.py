@@ -29,6 +29,7 @@ METRICS = {"cumulative_return": "total_return", "max_drawdown": "max_drawdown",
            "sharpe": "sharpe"}  # fmt: skip
 MODELS = {"clstm": "CLSTM-PPO", "mlp": "PPO"}
 TRADING_DAYS = pd.bdate_range("2016-01-01", "2020-05-08")  # the hand-made file's calendar
+BOUNDS = {"cumulative_return": (-1.0, math.inf), "max_drawdown": (0.0, 1.0)}
 PNGS = ("equity.png", "drawdown.png", "actions.png", "pnl_by_strategy.png")
 
 
@@ -88,8 +89,10 @@ def test_reproduce_paper_end_to_end_and_resume(tmp_path, capsys) -> None:
             half = stats.t.ppf(0.975, 1) * std / math.sqrt(2)
             assert summary["mean"] == pytest.approx(mean, rel=1e-12, abs=1e-15), (arch, name)
             assert summary["std"] == pytest.approx(std, rel=1e-9, abs=1e-15), (arch, name)
-            assert summary["ci_low"] == pytest.approx(mean - half, rel=1e-9, abs=1e-15)
-            assert summary["ci_high"] == pytest.approx(mean + half, rel=1e-9, abs=1e-15)
+            # The t-interval, clipped to the metric's range (drawdown >= 0, return >= -100%).
+            low, high = BOUNDS.get(name, (-math.inf, math.inf))
+            assert summary["ci_low"] == pytest.approx(max(mean - half, low), rel=1e-9, abs=1e-15)
+            assert summary["ci_high"] == pytest.approx(min(mean + half, high), rel=1e-9, abs=1e-15)
         for seed in row["seeds"]:
             assert 1 <= seed["checkpoint_episode"] <= 6  # 300 steps = 5 episodes of 60
             # --- each seed's report, with its four plots embedded from files that exist

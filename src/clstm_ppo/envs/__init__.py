@@ -1,28 +1,19 @@
 """Trading environments (Gymnasium), single and batched: options, and the paper's stock
-portfolio."""
+portfolio.
 
-from gymnasium.envs.registration import register, registry
+The Gymnasium ids are registered by the package itself (:data:`clstm_ppo.ENV_IDS`), on
+``import clstm_ppo``, which any import of this module implies."""
 
+from clstm_ppo import ENV_IDS
 from clstm_ppo.envs.portfolio import BatchedStockPortfolioEnv, StockPortfolioEnv
 from clstm_ppo.envs.single import MultiLegOptionsEnv, OptionsTradingEnv
 from clstm_ppo.envs.vector import BatchedOptionsEnv
 
 __all__ = [
+    "ENV_IDS",
     "BatchedOptionsEnv",
     "BatchedStockPortfolioEnv",
     "MultiLegOptionsEnv",
     "OptionsTradingEnv",
     "StockPortfolioEnv",
 ]
-
-if "clstm_ppo/OptionsTrading-v0" not in registry:
-    register(
-        id="clstm_ppo/OptionsTrading-v0", entry_point="clstm_ppo.envs.single:OptionsTradingEnv"
-    )
-    register(
-        id="clstm_ppo/MultiLegOptions-v0", entry_point="clstm_ppo.envs.single:MultiLegOptionsEnv"
-    )
-if "clstm_ppo/StockPortfolio-v0" not in registry:
-    register(
-        id="clstm_ppo/StockPortfolio-v0", entry_point="clstm_ppo.envs.portfolio:StockPortfolioEnv"
-    )

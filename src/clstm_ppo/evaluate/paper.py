@@ -4,8 +4,11 @@ For each seed: train CLSTM-PPO and the MLP-PPO baseline on the stock-portfolio e
 (train split), pick each run's best checkpoint on the validation split, and walk the trading
 period once with the deterministic policy. Beside them, on the same days: the Dow rebuilt as a
 price-weighted index of the tickers used, and an equal-weight buy-and-hold of them (same costs).
-Metrics come from the evaluation module; across seeds we report mean, std and a 95% t interval.
-Runs resume from their latest checkpoint when the command is repeated.
+Metrics come from the evaluation module; across seeds we report mean, std and a 95% t-interval
+clipped to each metric's range (:func:`clstm_ppo.evaluate.metrics.mean_interval`). Everything
+runs on the CPU in one process (the network is small and the walk is sequential); a config that
+asks for GPUs or more processes is refused rather than silently run on the CPU. Runs resume from
+their latest checkpoint when the command is repeated.
 """
 
 from __future__ import annotations
@@ -21,14 +24,13 @@ import pandas as pd
 import torch
 from rich.console import Console
 from rich.table import Table
-from scipy import stats
 
 from clstm_ppo.agent.policy import ModelPolicy
 from clstm_ppo.config import Config, build_config, config_hash
 from clstm_ppo.envs.portfolio import PortfolioSimulator, portfolio_env_factory
 from clstm_ppo.envs.portfolio_tape import PortfolioTape, portfolio_tape_for
-from clstm_ppo.errors import CheckpointError
-from clstm_ppo.evaluate.metrics import strategy_metrics
+from clstm_ppo.errors import CheckpointError, ConfigError
+from clstm_ppo.evaluate.metrics import BOUNDS, UNBOUNDED, mean_interval, strategy_metrics
 from clstm_ppo.evaluate.results import StrategyRun
 from clstm_ppo.train import checkpoint as ckpt
 from clstm_ppo.train.ensemble import load_member
@@ -45,6 +47,7 @@ PAPER_TABLE = {
 }
 MODELS = {"clstm": "CLSTM-PPO", "mlp": "PPO"}  # our architecture -> the paper's row
 PAPER_METRICS = ("cumulative_return", "max_drawdown", "sharpe")
+CPU = torch.device("cpu")  # the only device of the reproduction (see the module docstring)
 
 
 class ReproductionInterrupted(Exception):
@@ -84,7 +87,7 @@ def walk_account(
     sim.reset()
     if account is not None:
         sim.set_account(0, account["cash"], account["holdings"], account["avg_cost"])
-    state = policy.initial_state(1, torch.device("cpu"))
+    state = policy.initial_state(1, CPU)
     starts = torch.ones(1)
     done = False
     while not done:
@@ -200,7 +203,7 @@ def train_one(
     try:
         provenance = portfolio_tape_for(config).provenance
         trainer = Trainer(
-            config, folder, torch.device("cpu"), env_factory=portfolio_env_factory,
+            config, folder, CPU, env_factory=portfolio_env_factory,
             reporter=reporter, provenance=provenance,
         )  # fmt: skip
         try:
@@ -225,17 +228,25 @@ def train_one(
     return folder, time.perf_counter() - started
 
 
-def summarise(values: list[float]) -> dict[str, float]:
-    array = np.asarray(values, dtype=float)
-    finite = array[np.isfinite(array)]
-    mean = float(finite.mean()) if finite.size else math.nan
-    std = float(finite.std(ddof=1)) if finite.size > 1 else math.nan
-    half = (
-        float(stats.t.ppf(0.975, finite.size - 1) * std / math.sqrt(finite.size))
-        if finite.size > 1
-        else math.nan
-    )
-    return {"mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+def summarise(values: list[float], metric: str | None = None) -> dict[str, float]:
+    """Mean, std and 95% interval across seeds, within ``metric``'s natural range."""
+    return mean_interval(values, BOUNDS.get(metric or "", UNBOUNDED))
+
+
+def check_cpu_only(config: Config) -> None:
+    """Refuse settings the reproduction would otherwise ignore: it trains on the CPU, in one
+    process (see the module docstring)."""
+    train = config.train
+    if train.num_gpus > 0:
+        raise ConfigError(
+            f"train.num_gpus: reproduce-paper runs on the CPU, got {train.num_gpus} (use 0)"
+        )
+    if train.device == "cuda":
+        raise ConfigError("train.device: reproduce-paper runs on the CPU, got cuda (use cpu)")
+    if train.num_procs > 1:
+        raise ConfigError(
+            f"train.num_procs: reproduce-paper trains in one process, got {train.num_procs}"
+        )
 
 
 def _pct(value: float) -> str:
@@ -290,6 +301,7 @@ def reproduce_paper(
     """Train, evaluate and tabulate (see the module docstring); ``retrain_timesteps > 0`` trades
     with quarterly fine-tuning of at least that many env steps each
     (:mod:`clstm_ppo.evaluate.retrain`)."""
+    check_cpu_only(base)
     console = console or Console()
     started = time.perf_counter()
     tape = portfolio_tape_for(base)
@@ -308,8 +320,8 @@ def reproduce_paper(
             console.print(f"[bold]{MODELS[arch]}[/] ({arch}) seed {seed}: training {episodes} "
                           f"episodes on {tape.provenance['splits']['train']}")  # fmt: skip
             folder, seconds = train_one(config, console)
-            best = ckpt.resolve(folder / "checkpoints", "best")
-            model, payload = load_member(best, torch.device("cpu"))
+            best = ckpt.resolve(folder / "checkpoints", "best", flag=f"reproduce-paper {folder}:")
+            model, payload = load_member(best, CPU)
             name = f"{MODELS[arch]} seed {seed}"
             fine_tunes: list[dict[str, Any]] = []
             if retrain_timesteps:
@@ -336,7 +348,8 @@ def reproduce_paper(
                 | ({"fine_tunes": fine_tunes} if retrain_timesteps else {})
             )
         summary = {
-            m: summarise([_paper_metric(s["metrics"], m) for s in per_seed]) for m in PAPER_METRICS
+            m: summarise([_paper_metric(s["metrics"], m) for s in per_seed], m)
+            for m in PAPER_METRICS
         }
         results["models"][arch] = {"seeds": per_seed, "summary": summary}
     for run in baselines:
@@ -391,7 +404,9 @@ def _write_report(
 
 
 def _rich_table(results: dict[str, Any]) -> Table:
-    table = Table(title="Trading period: ours (mean [95% CI] across seeds) vs the paper")
+    table = Table(
+        title="Trading period: ours (mean [95% t-interval, within range] across seeds) vs the paper"
+    )
     for column in ("strategy", "cum. return", "paper", "max DD", "paper", "Sharpe", "paper"):
         table.add_column(column, justify="right")
     for line in markdown_table(results).splitlines()[2:]:

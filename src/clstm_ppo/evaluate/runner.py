@@ -7,29 +7,29 @@ metrics, and write the files and ``report.html`` (:mod:`clstm_ppo.evaluate.repor
 
 Several runs (``--runs DIR ...``, one per seed): each run's ``best_composite`` checkpoint is
 evaluated the same way; the summary gives, per metric, the mean, the standard deviation and a
-95% t-interval across runs, beside the baselines.
+95% t-interval across runs clipped to the metric's range
+(:func:`clstm_ppo.evaluate.metrics.mean_interval`), beside the baselines.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from scipy import stats
 
 from clstm_ppo.agent.policy import ModelPolicy
-from clstm_ppo.config import Config, config_hash
+from clstm_ppo.config import Config, build_config, config_hash, config_to_dict
 from clstm_ppo.envs.tape import tape_for
-from clstm_ppo.errors import CheckpointError
+from clstm_ppo.errors import CheckpointError, ConfigError
 from clstm_ppo.evaluate.baselines import baselines, policy_chooser, walk
-from clstm_ppo.evaluate.metrics import strategy_metrics
+from clstm_ppo.evaluate.metrics import BOUNDS, UNBOUNDED, mean_interval, strategy_metrics
 from clstm_ppo.evaluate.results import StrategyRun
 from clstm_ppo.train import checkpoint as ckpt
 from clstm_ppo.train.ensemble import METADATA, load_ensemble, load_member
@@ -39,26 +39,141 @@ SHOWN = ("total_return", "annualised_return", "sharpe", "sharpe_ci_low", "sharpe
          "max_drawdown", "win_rate", "profit_rate", "trades", "costs_paid")  # fmt: skip
 
 
-def load_policy(spec: str, checkpoints: Path) -> tuple[Any, Config, dict[str, Any]]:
-    """The policy named by ``spec``, the config it was trained with, and where it came from."""
+# Settings that shape the network's input (observation window, action space, sizes): a policy
+# can only be fed what it was trained on, so ``data_overrides`` may not touch them.
+NETWORK_INPUTS = ("agent", "env.window", "env.enable_multi_leg", "portfolio.window")
+DATA_SECTIONS = ("data", "portfolio")
+
+
+def _first_line(error: BaseException) -> str:
+    """The informative line of an exception, for a one-line message (torch's state-dict errors
+    start with a header line, "Error(s) in loading state_dict for ...")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Error(s) in loading")] or lines
+    return (lines[0] if lines else type(error).__name__)[:200]
+
+
+def _what_is_wrong(error: BaseException, what: str = "checkpoint") -> str:
+    """What ``error``, raised while reading a ``what`` and building its network, says is wrong
+    with the file."""
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        return f"its config is invalid at '{key}' ({first['msg']})"
+    if isinstance(error, KeyError) and error.args:
+        return f"incomplete {what}, missing {error.args[0]!r}"
+    return f"not a usable clstm-ppo {what} ({_first_line(error)})"
+
+
+# What a checkpoint or ensemble file with the right marker but the wrong content raises while
+# it is read and its network built; each becomes one CheckpointError line naming the file.
+_MALFORMED = (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError)
+
+
+def _load_member(path: Path) -> tuple[Any, dict[str, Any]]:
+    try:
+        model, payload = load_member(path, torch.device("cpu"))
+    except _MALFORMED as error:  # a CheckpointError is not one of these: it passes as it is
+        raise CheckpointError(f"{path}: {_what_is_wrong(error)}") from None
+    for key in ("config", "train_state"):
+        if not isinstance(payload.get(key), dict):
+            missing = "missing" if key not in payload else "malformed, not a mapping:"
+            raise CheckpointError(f"{path}: incomplete checkpoint, {missing} {key!r}")
+    return model, payload
+
+
+def _config_of(values: Any, path: Path) -> Config:
+    try:
+        return Config.model_validate(values)
+    except ValidationError as error:
+        raise CheckpointError(f"{path}: {_what_is_wrong(error)}") from None
+
+
+def _load_ensemble(location: Path) -> tuple[Any, Config, dict[str, Any]]:
+    metadata_path = location / METADATA
+    try:
+        policy, metadata = load_ensemble(location)
+        config = _config_of(metadata["config"], metadata_path)
+        source = {"ensemble": str(location), "weights": metadata["weights"],
+                  "seeds": [m["seed"] for m in metadata["members"]]}  # fmt: skip
+    except _MALFORMED as error:
+        wrong = _what_is_wrong(error, "ensemble file")
+        raise CheckpointError(f"{metadata_path}: {wrong}") from None
+    return policy, config, source
+
+
+def _overridden(config: Config, overrides: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
+    """``config`` with the dotted ``overrides`` of data settings applied, and a record of each
+    key's value in training and in this evaluation (for the provenance)."""
+    for key in overrides:
+        for fixed in NETWORK_INPUTS:
+            if key == fixed or key.startswith(f"{fixed}.") or fixed.startswith(f"{key}."):
+                raise ConfigError(
+                    f"--data: {key} cannot be changed for evaluation, it sets the network's "
+                    f"input ({fixed}), which must stay as the policy was trained"
+                )
+        if key.split(".")[0] not in DATA_SECTIONS:
+            raise ConfigError(f"--data: {key} is not a data setting (data.* or portfolio.*)")
+    trained = config_to_dict(config)
+    changed = build_config(trained, overrides, origin="--data")
+    evaluated = config_to_dict(changed)
+    record = {key: {"trained": _dotted(trained, key), "evaluated": _dotted(evaluated, key)}
+              for key in overrides}  # fmt: skip
+    return changed, record
+
+
+def _dotted(values: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        values = values.get(part) if isinstance(values, dict) else None
+    return values
+
+
+def _check_inputs(policy: Any, config: Config) -> None:
+    """Refuse other data that would not fit the network: a stock-portfolio policy trades a fixed
+    number of stocks (one action and five features per stock)."""
+    if not is_portfolio_policy(policy):
+        return  # the options observation has the same shape for every underlying
+    from clstm_ppo.envs.portfolio_tape import portfolio_tape_for
+
+    members = getattr(policy, "members", None) or [policy]
+    trained = int(members[0].model.actor_head.weight.shape[0])
+    stocks = portfolio_tape_for(config).n_stocks
+    if stocks != trained:
+        raise ConfigError(
+            f"--data: the data give {stocks} usable stocks but the policy trades {trained}; "
+            "evaluate it on data with the same number of stocks"
+        )
+
+
+def load_policy(
+    spec: str,
+    checkpoints: Path,
+    flag: str = "--checkpoint",
+    data_overrides: dict[str, Any] | None = None,
+) -> tuple[Any, Config, dict[str, Any]]:
+    """The policy named by ``spec``, the config it was trained with (with ``data_overrides``,
+    dotted data settings, applied on top), and where it came from. ``flag`` is the option the
+    user gave ``spec`` with, for error messages."""
     location = Path(spec)
     if location.is_dir() and (location / METADATA).exists():
-        policy, metadata = load_ensemble(location)
-        config = Config.model_validate(metadata["config"])
-        return policy, config, {"ensemble": str(location), "weights": metadata["weights"],
-                                "seeds": [m["seed"] for m in metadata["members"]]}  # fmt: skip
-    path = ckpt.resolve(checkpoints, spec) if not location.exists() else location
-    if path.is_dir():
-        raise CheckpointError(f"--checkpoint {spec}: a folder without {METADATA}")
-    model, payload = load_member(path, torch.device("cpu"))
-    config = Config.model_validate(payload["config"])
-    source = {
-        "checkpoint": str(path),
-        "episode": payload["train_state"]["episodes"],
-        "seeds": [config.train.seed],
-        "git_commit_of_training": payload.get("git_commit"),
-    }
-    return ModelPolicy(model), config, source
+        policy, config, source = _load_ensemble(location)
+    else:
+        path = location if location.exists() else ckpt.resolve(checkpoints, spec, flag=flag)
+        if path.is_dir():
+            raise CheckpointError(f"{flag} {spec}: a folder without {METADATA}")
+        model, payload = _load_member(path)
+        config = _config_of(payload["config"], path)
+        policy = ModelPolicy(model)
+        source = {
+            "checkpoint": str(path),
+            "episode": payload["train_state"].get("episodes"),
+            "seeds": [config.train.seed],
+            "git_commit_of_training": payload.get("git_commit"),
+        }
+    if data_overrides:
+        config, source["data_overrides"] = _overridden(config, data_overrides)
+        _check_inputs(policy, config)
+    return policy, config, source
 
 
 def _with_metrics(run: StrategyRun, config: Config) -> StrategyRun:
@@ -102,6 +217,8 @@ def provenance_of(config: Config, split: str, dates: pd.DatetimeIndex, source: d
     return {
         "policy": source,
         "data": tape.provenance["data"],
+        # Other data than the policy was trained on (``data_overrides``): each key's two values.
+        "data_overridden": bool(source.get("data_overrides")),
         "split": {
             "name": split,
             "first": str(dates[0].date()),
@@ -140,15 +257,22 @@ def metrics_table(runs: list[StrategyRun], title: str) -> Table:
 
 def run_evaluation(
     spec: str, checkpoints: Path, split: str, output: Path, random_seeds: int,
-    console: Console, episodes: int | None = None,
+    console: Console, episodes: int | None = None, *,
+    data_overrides: dict[str, Any] | None = None,
 ) -> list[StrategyRun]:  # fmt: skip
+    """Evaluate one checkpoint or ensemble (see the module docstring). ``data_overrides``:
+    dotted ``data.*``/``portfolio.*`` settings (e.g. ``{"data.source": "csv", "data.path":
+    "spy.csv"}`` or ``{"portfolio.data": "csv:PATH"}``) applied on top of the config the policy
+    was trained with, to evaluate it on other data; recorded in the provenance."""
     from clstm_ppo.evaluate.report import write_report
 
-    policy, config, source = load_policy(spec, checkpoints)
+    policy, config, source = load_policy(spec, checkpoints, data_overrides=data_overrides)
     source["portfolio"] = is_portfolio_policy(policy)
     runs = evaluate_policy(policy, config, split, random_seeds)
     provenance = provenance_of(config, split, runs[0].dates, source)
     written = write_report(output, runs, provenance)
+    # Machine-readable beside report.html: what was evaluated, on which data and split.
+    (output / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
     period = f"{provenance['split']['first']}..{provenance['split']['last']}"
     console.print(metrics_table(runs, f"evaluation on the {split} split ({period})"))
     console.print(f"report: {written['report.html']}", highlight=False)
@@ -172,7 +296,7 @@ def summarise_runs(
     agents: list[StrategyRun] = []
     base: list[StrategyRun] = []
     for index, folder in enumerate(run_dirs):
-        policy, config, _ = load_policy("best", folder / "checkpoints")
+        policy, config, _ = load_policy("best", folder / "checkpoints", flag=f"--runs {folder}:")
         runs = evaluate_policy(policy, config, split, random_seeds if index == 0 else 0,
                                name=f"clstm-ppo ({folder.name})")  # fmt: skip
         agents.append(runs[0])
@@ -180,21 +304,18 @@ def summarise_runs(
             base = runs[1:]
     rows = []
     for key in SHOWN:
-        values = np.array([run.metrics[key] for run in agents], dtype=float)
-        finite = values[np.isfinite(values)]
-        mean = float(finite.mean()) if finite.size else math.nan
-        std = float(finite.std(ddof=1)) if finite.size > 1 else math.nan
-        half = (stats.t.ppf(0.975, finite.size - 1) * std / math.sqrt(finite.size)
-                if finite.size > 1 else math.nan)  # fmt: skip
-        row = {"metric": key, "mean": mean, "std": std, "ci_low": mean - half,
-               "ci_high": mean + half}  # fmt: skip
+        values = [run.metrics[key] for run in agents]
+        row = {"metric": key, **mean_interval(values, BOUNDS.get(key, UNBOUNDED))}
         row.update({run.name: run.metrics[key] for run in base})
         rows.append(row)
     summary = pd.DataFrame(rows)
     output.mkdir(parents=True, exist_ok=True)
     summary.to_csv(output / "summary.csv", index=False)
     (output / "summary.json").write_text(json.dumps(rows, indent=2, default=float))
-    table = Table(title=f"{len(agents)} runs on the {split} split: mean, std, 95% CI")
+    table = Table(
+        title=f"{len(agents)} runs on the {split} split: mean, std, 95% t-interval "
+        "(within each metric's range)"
+    )
     for column in summary.columns:
         table.add_column(column, justify="right")
     for row in rows:
