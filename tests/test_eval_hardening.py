@@ -302,7 +302,7 @@ def test_random_bytes_are_not_a_checkpoint(tmp_path, capsys) -> None:
 @pytest.mark.parametrize(
     "overrides",
     [{"agent.lstm_hidden": 16}, {"agent": {"lstm_hidden": 16}}, {"env.window": 10},
-     {"env.enable_multi_leg": True}, {"env": {"window": 10}}, {"portfolio.window": 10}],
+     {"env.enable_multi_leg": True}, {"env": {"window": 10}}],
 )  # fmt: skip
 def test_data_overrides_refuse_the_network_input(trained, tmp_path, overrides) -> None:
     with pytest.raises(ConfigError, match=r"^--data: .*network's input"):
@@ -389,3 +389,15 @@ def test_ensemble_loads_with_data_overrides(trained, tmp_path) -> None:
     assert len(policy.members) == 2 and source["seeds"] == [0, 1]
     assert config.data.symbol == "NASDAQ" and config.agent.lstm_hidden == 8
     assert source["data_overrides"] == {"data.symbol": {"trained": None, "evaluated": "NASDAQ"}}
+
+
+def test_data_overrides_of_the_other_environment_are_ignored(trained, tmp_path) -> None:
+    # `--data csv:PATH` reaches the runner as both environments' keys; an options policy keeps
+    # only the data.* ones, and the provenance records no portfolio setting it never used.
+    _, config, source = runner.load_policy(
+        str(trained), tmp_path, data_overrides={"portfolio.data": "csv:x.csv",
+                                                "data.symbol": "NASDAQ"},
+    )  # fmt: skip
+    assert config.data.symbol == "NASDAQ" and config.portfolio.data is None
+    assert "data.symbol" in source["data_overrides"]
+    assert "portfolio.data" not in source["data_overrides"]

@@ -16,8 +16,14 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from clstm_ppo.cli_data import add_data_commands
-from clstm_ppo.config import Config, load_config, parse_override
-from clstm_ppo.errors import ConfigError, UserError
+from clstm_ppo.config import (
+    Config,
+    build_config,
+    check_run_name,
+    parse_override,
+    read_config_file,
+)
+from clstm_ppo.errors import ConfigError, DataError, UserError
 
 PROG = "clstm-ppo"
 
@@ -60,18 +66,79 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--path", type=Path, help="CSV/Parquet file or folder for --source csv")
 
 
-def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
-    """Defaults < --config FILE < --set KEY=VALUE < dedicated flags."""
-    overrides: dict[str, Any] = dict(parse_override(item) for item in args.overrides)
-    for flag, key in (("source", "data.source"), ("symbol", "data.symbol"), ("path", "data.path")):
-        value = getattr(args, flag, None)
+DATA_FLAGS = {"source": "data.source", "symbol": "data.symbol", "path": "data.path"}
+
+
+def flag_name(dest: str) -> str:
+    """The option string of an argparse ``dest``, as error messages name it."""
+    # --num_gpus keeps the original script's spelling (SPEC section 1); the rest are dashed.
+    return "--num_gpus" if dest == "num_gpus" else "--" + dest.replace("_", "-")
+
+
+def _set_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """``--set KEY=VALUE`` items as dotted overrides, and the flag behind each (for errors)."""
+    overrides: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for item in args.overrides:
+        key, value = parse_override(item)
+        overrides[key], sources[key] = value, f"--set {key}"
+    return overrides, sources
+
+
+def config_from_args(
+    args: argparse.Namespace,
+    extra: dict[str, Any] | None = None,
+    flags: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults < --config FILE < --set KEY=VALUE < dedicated flags.
+
+    ``extra``: dotted overrides of dedicated flags; ``flags``: the flag behind each, named by an
+    error in its value instead of the config file. ``values``: the file, when already read.
+    """
+    if values is None:
+        values = read_config_file(args.config) if args.config is not None else {}
+    overrides, sources = _set_overrides(args)
+    for dest, key in DATA_FLAGS.items():
+        value = getattr(args, dest, None)
         if value is not None:
-            overrides[key] = str(value)
-    overrides.update(extra or {})
-    return load_config(args.config, overrides)
+            overrides[key], sources[key] = str(value), flag_name(dest)
+    for key, value in (extra or {}).items():
+        overrides[key] = value
+        sources.pop(key, None)  # a dedicated flag beats --set of the same key
+        if flags and key in flags:
+            sources[key] = flags[key]
+    origin = str(args.config) if args.config is not None else "config"
+    return build_config(values, overrides, origin=origin, sources=sources)
+
+
+def data_spec_overrides(spec: str, envs: Sequence[str]) -> dict[str, Any]:
+    """``--data SPEC`` as dotted config overrides, for each environment in ``envs`` that reads
+    such a spec: the options env's underlying bars (``bundled:SPX``, ``csv:PATH[#SYMBOL]``,
+    ``alpaca:SYMBOL``, ``synthetic:gbm`` into data.source/symbol/path) and the stock-portfolio
+    env's ``portfolio.data`` (``csv:PATH`` or ``alpaca:TICKERS``)."""
+    from clstm_ppo.data.market import parse_spec
+
+    if not spec.strip():
+        raise ConfigError("--data: empty; use e.g. bundled:SPX, csv:PATH or alpaca:SYMBOL")
+    overrides: dict[str, Any] = {}
+    prefix, _, argument = spec.partition(":")
+    if "portfolio" in envs and prefix in ("csv", "alpaca") and argument:
+        overrides["portfolio.data"] = spec
+    if "options" in envs:
+        try:
+            source, argument = parse_spec(spec)
+        except DataError as error:
+            raise ConfigError(f"--data: {error}") from None
+        path, symbol = argument.partition("#")[::2] if source == "csv" else (None, argument)
+        overrides |= {"data.source": source, "data.symbol": symbol or None, "data.path": path}
+    if not overrides:
+        raise ConfigError(f"--data {spec}: the portfolio env reads csv:PATH or alpaca:TICKERS")
+    return overrides
 
 
 TRAIN_FLAGS = {
+    "env": "train.env",
     "episodes": "train.episodes",
     "num_gpus": "train.num_gpus",
     "num_procs": "train.num_procs",
@@ -93,6 +160,18 @@ TRAIN_FLAGS = {
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The training flags, shared by ``clstm-ppo train`` and train_enhanced_clstm_ppo.py."""
     parser.add_argument("--episodes", type=int, help="completed training episodes (default 5000)")
+    parser.add_argument(
+        "--env",
+        choices=["options", "portfolio"],
+        help="environment to train: options (default) or portfolio (the paper's 30 stocks)",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="SPEC",
+        help="data to train on. --env options: the underlying's bars, bundled:SPX (default), "
+        "csv:PATH[#SYMBOL], alpaca:SYMBOL or synthetic:gbm; --env portfolio: csv:PATH or "
+        "alpaca:TICKERS",
+    )
     parser.add_argument(
         "--num_gpus", "--num-gpus", dest="num_gpus", type=int, help="GPUs to use (0 or none: CPU)"
     )
@@ -151,15 +230,33 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train_config_from_args(args: argparse.Namespace) -> Config:
     extra: dict[str, Any] = {}
-    for flag, key in TRAIN_FLAGS.items():
-        value = getattr(args, flag, None)
+    flags: dict[str, str] = {}
+    for dest, key in TRAIN_FLAGS.items():
+        value = getattr(args, dest, None)
         if value is not None:
             extra[key] = str(value) if isinstance(value, Path) else value
+            flags[key] = flag_name(dest)
     if args.enable_multi_leg:
         extra["env.enable_multi_leg"] = True
+        flags["env.enable_multi_leg"] = "--enable-multi-leg"
     if args.resume_from is not None and args.fresh_start:
         raise ConfigError("--resume-from and --fresh-start contradict each other; pick one")
-    return config_from_args(args, extra)
+    values = read_config_file(args.config) if args.config is not None else {}
+    if args.data is not None:
+        if any(getattr(args, dest) is not None for dest in DATA_FLAGS):
+            raise ConfigError("--data: give the data as --data SPEC or as --source/--symbol/"
+                              "--path, not both")  # fmt: skip
+        # --data means the data of the environment being trained, wherever train.env was set.
+        in_file = values.get("train")
+        env = (
+            args.env
+            or _set_overrides(args)[0].get("train.env")
+            or (in_file.get("env") if isinstance(in_file, dict) else None)
+        )
+        envs = ["portfolio" if env == "portfolio" else "options"]
+        for key, value in data_spec_overrides(args.data, envs).items():
+            extra[key], flags[key] = value, "--data"
+    return config_from_args(args, extra, flags, values)
 
 
 def _launch_distributed(world: int, train_argv: list[str], console: Console) -> int:
@@ -244,32 +341,57 @@ def run_worker(argv: list[str], environ: dict[str, str]) -> int:
             dist.destroy_process_group()
 
 
+def _check_output_folder(output: Path, flag: str) -> None:
+    """Refuse an output folder that is, or lies inside, an existing file, before any work."""
+    for existing in (output, *output.parents):
+        if existing.exists():
+            if existing.is_dir():
+                return
+            where = "" if existing == output else f" {existing}"
+            raise ConfigError(f"{flag}:{where} is a file, expected a folder")
+
+
 def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     from clstm_ppo.evaluate.runner import run_evaluation, summarise_runs
 
     if args.random_seeds < 0:
         raise ConfigError("--random-seeds: must be >= 0")
+    if args.output is not None:
+        _check_output_folder(args.output, f"--output {args.output}")
     if args.runs:
+        if args.data is not None:
+            raise ConfigError("--data: not with --runs (each run is evaluated on its own data)")
         missing = [str(run) for run in args.runs if not (run / "checkpoints").is_dir()]
         if missing:
             raise ConfigError(f"--runs: no checkpoints folder in {', '.join(missing)}")
         output = args.output or Path("evaluation") / "runs_summary"
         summarise_runs(args.runs, args.split, output, args.random_seeds, console)
         return 0
+    problem = check_run_name(args.run_name)
+    if problem is not None:  # the default output folder is named after it
+        raise ConfigError(f"--run-name: {problem} (got {args.run_name!r})")
     checkpoints = args.run_dir / args.run_name / "checkpoints"
     output = args.output or Path("evaluation") / f"{args.run_name}_{args.split}"
+    _check_output_folder(output, f"--output {output}")
     if args.episodes is not None and args.episodes < 1:
         raise ConfigError("--episodes: must be at least 1")
+    # The checkpoint's env picks the keys it reads: csv:/alpaca: specs fit both envs.
+    data = None if args.data is None else data_spec_overrides(args.data, ["options", "portfolio"])
     run_evaluation(
         args.checkpoint, checkpoints, args.split, output, args.random_seeds, console,
-        args.episodes,
+        args.episodes, data_overrides=data,
     )  # fmt: skip
     return 0
 
 
 def _cmd_reproduce(args: argparse.Namespace, console: Console) -> int:
     from clstm_ppo.envs.portfolio_tape import portfolio_tape_for
-    from clstm_ppo.evaluate.paper import MODELS, ReproductionInterrupted, reproduce_paper
+    from clstm_ppo.evaluate.paper import (
+        MODELS,
+        ReproductionInterrupted,
+        check_cpu_only,
+        reproduce_paper,
+    )
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     unknown = [m for m in models if m not in MODELS]
@@ -278,13 +400,23 @@ def _cmd_reproduce(args: argparse.Namespace, console: Console) -> int:
     for flag in ("seeds", "timesteps", "num_envs", "retrain_timesteps"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')}: must be at least 1")
+    _check_output_folder(args.output, f"--output {args.output}")
     extra = {
         "portfolio.data": args.data, "portfolio.tickers": args.tickers,
         "train.num_envs": args.num_envs, "train.validation_episodes": 1,
         "train.validate_every": args.num_envs,
     }  # fmt: skip
-    overrides = dict(parse_override(item) for item in args.overrides)
-    config = load_config(args.config, extra | overrides)
+    sources = {"portfolio.data": "--data", "portfolio.tickers": "--tickers",
+               "train.num_envs": "--num-envs", "train.validate_every": "--num-envs"}  # fmt: skip
+    overrides, set_sources = _set_overrides(args)  # --set beats these flags
+    values = read_config_file(args.config) if args.config is not None else {}
+    origin = str(args.config) if args.config is not None else "config"
+    config = build_config(values, extra | overrides, origin, sources | set_sources)
+    try:  # here, before the data loads, and naming the --set or file that asked for it
+        check_cpu_only(config)
+    except ConfigError as error:
+        key, _, problem = str(error).partition(": ")
+        raise ConfigError(f"{set_sources.get(key, f'{origin}: key {key!r}')}: {problem}") from None
     portfolio_tape_for(config)  # data errors surface here, before any training
     retrain = args.retrain_timesteps if args.retrain == "quarterly" else 0
     try:
@@ -338,6 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
         evaluate.add_argument("--run-name", default="clstm_ppo", help="run sub-folder")
         evaluate.add_argument(
             "--random-seeds", type=int, default=3, help="seeds of the random baseline (3)"
+        )
+        evaluate.add_argument(
+            "--data",
+            metavar="SPEC",
+            help="evaluate on other data than the policy was trained on: an options policy's "
+            "underlying (bundled:NASDAQ, csv:PATH[#SYMBOL], alpaca:SYMBOL, synthetic:gbm) or a "
+            "portfolio policy's stocks (csv:PATH, alpaca:TICKERS)",
         )
         evaluate.set_defaults(handler=_cmd_evaluate)
 

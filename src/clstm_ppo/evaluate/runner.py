@@ -171,6 +171,13 @@ def load_policy(
             "git_commit_of_training": payload.get("git_commit"),
         }
     if data_overrides:
+        # A `--data csv:PATH` reaches us as both env's keys (the CLI cannot know which env the
+        # checkpoint trained on): keep only this policy's.
+        other = "data." if is_portfolio_policy(policy) else "portfolio."
+        data_overrides = {
+            key: value for key, value in data_overrides.items() if not key.startswith(other)
+        }
+    if data_overrides:
         config, source["data_overrides"] = _overridden(config, data_overrides)
         _check_inputs(policy, config)
     return policy, config, source

@@ -36,7 +36,7 @@ from clstm_ppo.config import Config, config_from_key, config_hash, config_key, c
 from clstm_ppo.errors import CheckpointError
 from clstm_ppo.train import checkpoint as ckpt
 from clstm_ppo.train.reporting import Reporter
-from clstm_ppo.train.run import select_device
+from clstm_ppo.train.run import data_provenance, env_factory_for, select_device
 from clstm_ppo.train.run_folder import RunLock, remove_leftovers
 from clstm_ppo.train.trainer import Trainer, run_policy
 
@@ -95,13 +95,15 @@ def _train_member(
         remove_leftovers(folder / "checkpoints")
         reporter = Reporter(folder, active=True, console=Console(quiet=True))
         try:
-            trainer = Trainer(config, folder, device, reporter=reporter)
+            trainer = Trainer(
+                config, folder, device, env_factory=env_factory_for(config), reporter=reporter
+            )
             result = trainer.train(episodes)
         finally:
             reporter.close()
     best = ckpt.resolve(folder / "checkpoints", "best_composite")
     model, _ = load_member(best, device)
-    validation = run_policy(ModelPolicy(model), config, device=device)
+    validation = run_policy(ModelPolicy(model), config, env_factory_for(config), device)
     return {
         "seed": seed,
         "run_dir": str(folder),
@@ -146,17 +148,15 @@ def _train_ensemble_in(
     policy = EnsemblePolicy(
         [load_member(Path(r["checkpoint"]), torch.device("cpu"))[0] for r in results], weights
     )
-    from clstm_ppo.envs.tape import tape_for
-
     metadata = {
         "format": FORMAT,
         "members": [{**r, "weight": w} for r, w in zip(results, weights, strict=True)],
         "weights": weights,
         "temperature": temperature,
-        "validation": run_policy(policy, config),
+        "validation": run_policy(policy, config, env_factory_for(config)),
         "config": config_to_dict(config),
         "config_hash": config_hash(config),
-        "provenance": tape_for(config).provenance,
+        "provenance": data_provenance(config),
         "git_commit": ckpt.git_commit(),
     }
     path = folder / METADATA

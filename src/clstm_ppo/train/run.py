@@ -20,6 +20,7 @@ from clstm_ppo.train import checkpoint as ckpt
 from clstm_ppo.train.reporting import Reporter
 from clstm_ppo.train.run_folder import RunLock, folder_error, remove_leftovers
 from clstm_ppo.train.trainer import Trainer, TrainResult
+from clstm_ppo.train.validation import EnvFactory, default_env_factory
 
 
 def world_size_of(config: Config) -> int:
@@ -84,10 +85,30 @@ def find_resume_point(run_dir: Path, resume_from: str | None, fresh_start: bool)
     return ckpt.resolve(folder, resume_from)
 
 
-def _data_provenance(config: Config) -> dict[str, Any]:
+def env_factory_for(config: Config) -> EnvFactory:
+    """``train.env``: the options environment, or the paper's stock portfolio."""
+    if config.train.env == "portfolio":
+        from clstm_ppo.envs.portfolio import portfolio_env_factory
+
+        return portfolio_env_factory
+    return default_env_factory
+
+
+def data_provenance(config: Config) -> dict[str, Any]:
+    if config.train.env == "portfolio":
+        from clstm_ppo.envs.portfolio_tape import portfolio_tape_for
+
+        return portfolio_tape_for(config).provenance
     from clstm_ppo.envs.tape import tape_for
 
     return tape_for(config).provenance
+
+
+def _data_label(provenance: dict[str, Any]) -> str:
+    data = provenance.get("data", {})
+    if "origin" in data:  # the stock-portfolio panel
+        return f"{data['origin']} ({len(data.get('tickers', []))} stocks)"
+    return f"{data.get('source')}:{data.get('symbol')}"
 
 
 def write_run_metadata(run_dir: Path, config: Config, provenance: dict[str, Any]) -> None:
@@ -186,7 +207,7 @@ def _train_in(
     resume = _agreed(
         find_resume_point(run_dir, resume_from, fresh_start) if rank == 0 else None, distributed
     )
-    provenance = _data_provenance(config)
+    provenance = data_provenance(config)
     reporter = Reporter(run_dir, active=rank == 0, console=console)
     if removed:
         reporter.info(
@@ -202,12 +223,12 @@ def _train_in(
         reporter.info(
             f"run {run_dir} | {world_size} process(es) | device {device} | config "
             f"{config_hash(config)} | seed "
-            f"{config.train.seed} | data {provenance['data']['source']}:"
-            f"{provenance['data']['symbol']} | log {reporter.log_path}"
+            f"{config.train.seed} | env {config.train.env} | data {_data_label(provenance)} | "
+            f"log {reporter.log_path}"
         )
         trainer = Trainer(
-            config, run_dir, device, rank=rank, world_size=world_size, reporter=reporter,
-            provenance=provenance,
+            config, run_dir, device, env_factory=env_factory_for(config), rank=rank,
+            world_size=world_size, reporter=reporter, provenance=provenance,
         )  # fmt: skip
         if resume is not None:
             trainer.load(resume)

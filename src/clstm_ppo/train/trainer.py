@@ -468,7 +468,11 @@ class Trainer:
         best = self.state.best
         for key in ("composite", "win_rate", "profit_rate", "sharpe"):
             value = metrics.get(key, float("nan"))
-            if value == value and value > best.get(key, -math.inf):
+            known = best.get(key, float("nan"))
+            # The first validation links every best, even one whose metric is undefined (a
+            # policy that never closed a trade has no win rate): every run has all four links.
+            # A defined value later beats an undefined one.
+            if key not in best or (value == value and (known != known or value > known)):
                 best[key] = value
                 links.append(f"best_{key}")
         return metrics, tuple(links)
