@@ -72,13 +72,18 @@ def test_a_graceful_stop_validates_and_links_the_bests(tmp_path) -> None:
     assert trainer.state.validation_history == []
 
 
-def test_a_short_ensemble_trains(tmp_path, capsys) -> None:
+def test_a_short_ensemble_trains_and_honours_num_gpus(tmp_path, capsys) -> None:
     code = main(
         ["train", "--train-ensemble", "--num-ensemble-models", "2",
-         "--episodes-per-ensemble-model", "3", *tiny_flags(tmp_path), "--validate-every", "50"]
+         "--episodes-per-ensemble-model", "3", *tiny_flags(tmp_path), "--validate-every", "50",
+         "--num_gpus", "1"]
     )  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0
     assert (tmp_path / "clstm_ppo_ensemble" / "ensemble.json").exists()
+    # --num_gpus 1 asks for the GPU: without one the members train on the CPU, and say so.
+    expected = "on cuda:0" if torch.cuda.is_available() else "no CUDA GPU found"
+    assert expected in out
 
 
 def test_the_progress_says_why_it_overshoots(tmp_path, capsys) -> None:
