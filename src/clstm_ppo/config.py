@@ -94,15 +94,38 @@ class DataConfig(_Section):
     vix: str | None = "auto"
     """Implied-vol index that sets the ATM level (``bundled:VIX``, ``csv:PATH``, or null for a
     GARCH forecast only). ``auto``: the bundled VIX for the bundled SPX, none otherwise."""
+    vol_indices: str | None = "auto"
+    """Daily CBOE volatility indices (VIX9D, VIX, VIX3M, VIX6M, VIX1Y, SKEW, VVIX) and FRED's
+    3-month T-bill rate (DGS3MO) that set the surface's ATM term structure, skew and the rate:
+    ``auto`` (a fresh ``data fetch --source cboe|fred`` cache if present, else the snapshot
+    shipped in the package, for an S&P 500 underlying; none for others), ``bundled`` (the
+    snapshot only), a folder of index files, or null (GARCH and the constants below only).
+    ``vix`` still overrides the VIX series alone."""
     cache_dir: Path = Path(".cache/clstm_ppo")
-    """Parquet cache for downloads (Alpaca)."""
+    """Parquet cache for downloads (Alpaca, CBOE, FRED)."""
     splits: Splits = Splits()
     """Train / validation / test date ranges; they must not overlap."""
 
 
 class MarketConfig(_Section):
     risk_free_rate: float = Field(0.02, ge=-0.05, le=0.25)
-    """Continuously compounded risk-free rate used for pricing (annual)."""
+    """Continuously compounded risk-free rate (annual): the labelled fallback on days without a
+    T-bill rate (``data.vol_indices``)."""
+    cash_interest: bool = False
+    """Idle cash and collateral earn the day's T-bill rate in the simulators and every baseline
+    (only where a rate series is present; the fallback constant never pays interest)."""
+    smile_model: Literal["ssvi", "quadratic"] = "quadratic"
+    """``ssvi``: Gatheral-Jacquier SSVI, free of static arbitrage, steep put wing and a call wing
+    that keeps falling, skew tied to the SKEW index; ``quadratic``: the seed's
+    ``1 + skew m + smile m^2`` in standardised moneyness (kept for comparison)."""
+    ssvi_rho: float = Field(-0.7, gt=-1.0, lt=1.0)
+    """SSVI correlation (skew direction) when no SKEW value exists for the day."""
+    ssvi_rho_per_skew: float = Field(0.0, ge=-1.0, le=1.0)
+    """Change of rho per 10 points of SKEW above 120 (SKEW = 100 - 10 x risk-neutral skewness)."""
+    ssvi_eta: float = Field(1.0, gt=0.0, le=10.0)
+    """SSVI curvature level eta of phi(theta) = eta / (theta^gamma (1 + theta)^(1 - gamma))."""
+    ssvi_gamma: float = Field(0.5, gt=0.0, le=1.0)
+    """SSVI power-law exponent gamma (0.5 is the usual choice)."""
     dividend_yield: float = Field(0.02, ge=0.0, le=0.25)
     """Continuous dividend yield of the underlying (annual)."""
     vix_atm_ratio: float = Field(0.9, gt=0.0, le=2.0)
