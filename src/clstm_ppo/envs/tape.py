@@ -19,6 +19,12 @@ splits. Nothing here is computed with future data:
   whole window is scaled with that day's statistics. The first tradable day needs
   ``NORMALISATION_MIN_DAYS`` of finite features and turbulence.
 
+A source that must be told a date range (``alpaca``) is asked for the bars from
+:func:`history_start` (the train split's start less :func:`warmup_trading_days` of history) to
+the test split's end, clipped to yesterday (:func:`history_range`). Local sources (bundled, csv,
+synthetic) are read whole, as before: the history before the train split enters the
+normalisation statistics, so cutting it would change existing runs.
+
 Feature columns (``FEATURE_NAMES``), z-scored and clipped to +-10:
 ``log_return, macd, rsi, cci, adx, bollinger_pct_b, realised_vol, implied_vol, turbulence``
 (MACD is divided by the close so it is scale-free; turbulence enters as log1p).
@@ -26,6 +32,8 @@ Feature columns (``FEATURE_NAMES``), z-scored and clipped to +-10:
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -36,7 +44,7 @@ import pandas as pd
 import stockstats
 
 from clstm_ppo.config import Config, config_from_key, config_key
-from clstm_ppo.data.market import MarketData, load_spec, underlying_spec, vix_spec
+from clstm_ppo.data.market import MarketData, load_spec, parse_spec, underlying_spec, vix_spec
 from clstm_ppo.data.splits import SPLIT_NAMES, split_range
 from clstm_ppo.errors import DataError
 from clstm_ppo.options.chain import OptionMarket, build_option_market
@@ -54,6 +62,14 @@ FEATURE_NAMES = (
 )
 INDICATOR_WARMUP_DAYS = 60  # longest indicator lookback (30-day windows plus their smoothing)
 NORMALISATION_MIN_DAYS = 252  # a year of past features before statistics are trusted
+WARMUP_MARGIN_DAYS = 63
+"""Trading days of slack on top of the computed warm-up: a quarter, for a listing's sparse
+first months and multi-day closures (2001-09-11, Hurricane Sandy in 2012-10)."""
+CALENDAR_DAYS_PER_TRADING_DAY = 1.5
+"""Calendar days per trading day when turning the warm-up into a request date: a year has about
+252 NYSE sessions in 365.25 days (1.45); 1.5 leaves room for extra holidays."""
+RANGED_SOURCES = ("alpaca",)
+"""Sources that must be given a date range (a download); the others are read whole."""
 _CLIP = 10.0
 
 
@@ -270,11 +286,78 @@ def build_tape(market: MarketData, vix: MarketData | None, config: Config) -> Ma
     )
 
 
+def warmup_trading_days(config: Config) -> int:
+    """Trading days of bars :func:`build_tape` needs before the first train day can be traded.
+
+    The rules of the module docstring chain one after the other, counted from the first bar:
+
+    1. the implied-vol level exists from bar ``market.garch_min_history`` (the GARCH forecast;
+       a VIX series gives it earlier), the indicators from about ``INDICATOR_WARMUP_DAYS``
+       (30-day windows and their smoothing) and the observation window from ``env.window``;
+       the longest of the three comes first;
+    2. one more bar for the first log change of implied vol and volume;
+    3. ``env.turbulence_window`` changes before the first finite turbulence value;
+    4. ``NORMALISATION_MIN_DAYS`` finite feature rows (and turbulence values, for the threshold)
+       before the statistics are trusted;
+
+    plus ``WARMUP_MARGIN_DAYS`` of slack. With the defaults: 252 + 1 + 252 + 252 + 63 = 820.
+    """
+    first_features = max(config.market.garch_min_history, INDICATOR_WARMUP_DAYS, config.env.window)
+    return (
+        first_features
+        + 1
+        + config.env.turbulence_window
+        + NORMALISATION_MIN_DAYS
+        + WARMUP_MARGIN_DAYS
+    )
+
+
+def history_start(config: Config) -> dt.date:
+    """First date to request: the train split's start less the warm-up, in calendar days."""
+    days = math.ceil(warmup_trading_days(config) * CALENDAR_DAYS_PER_TRADING_DAY)
+    return config.data.splits.train.start - dt.timedelta(days=days)
+
+
+def history_range(config: Config, today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """``(start, end)`` of the bars a run needs from a ranged source such as Alpaca.
+
+    From :func:`history_start` to the test split's end, clipped to yesterday: today's daily bar
+    is not final before the close, and a range into the future asks for days no one has.
+    """
+    yesterday = (today or dt.date.today()) - dt.timedelta(days=1)
+    splits = config.data.splits
+    return history_start(config), min(splits.test.end, yesterday)
+
+
+def _load_ranged(spec: str, config: Config, **kwargs: Any) -> MarketData:
+    """``load_spec`` with :func:`history_range` for a source that needs one (else as before)."""
+    kwargs["cache_dir"] = config.data.cache_dir  # downloads are cached for the next run
+    if parse_spec(spec)[0] not in RANGED_SOURCES:
+        return load_spec(spec, **kwargs)
+    start, end = history_range(config)
+    splits = config.data.splits
+    if end < splits.train.start:
+        raise DataError(
+            f"data.splits: the train split starts {splits.train.start}, after yesterday "
+            f"({end}): {spec} has no bars for it yet"
+        )
+    try:
+        return load_spec(spec, start=start, end=end, **kwargs)
+    except DataError as error:
+        # The user never typed these dates: say where they come from, on the same line.
+        raise DataError(
+            f"{error} [{spec} was asked for {start}..{end}: data.splits.train.start "
+            f"{splits.train.start} less {warmup_trading_days(config)} trading days of warm-up "
+            f"(indicators, GARCH, turbulence, normalisation), to data.splits.test.end "
+            f"{splits.test.end} clipped to yesterday]"
+        ) from None
+
+
 @lru_cache(maxsize=4)
 def _cached_tape(data_spec: str, vol_spec: str | None, config_json: str, seed: int) -> MarketTape:
     config = config_from_key(config_json)
-    market = load_spec(data_spec, cache_dir=config.data.cache_dir, seed=seed)
-    vix = None if vol_spec is None else load_spec(vol_spec, required=("close",))
+    market = _load_ranged(data_spec, config, seed=seed)
+    vix = None if vol_spec is None else _load_ranged(vol_spec, config, required=("close",))
     return build_tape(market, vix, config)
 
 

@@ -21,11 +21,20 @@ Conventions, chosen because the real files (``../shared/data/options``) need the
   For VIX options that is the *spot VIX index*, not the VIX future the options price off.
 * Lean quote bars carry no underlying price: pass daily bars (a frame with a ``close`` column
   indexed by date, or a mapping symbol -> such frame) as ``underlying``.
+
+Bad input is one :class:`~clstm_ppo.errors.DataError` line naming the file (and line and column
+where there is one): only regular files are opened (a FIFO, socket or device is refused before
+``open``, and left out of a folder's listing), a damaged ``.gz`` cannot traceback, and a number too
+large for a float (400 digits, ``1e400``) is refused under the file's own column name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import lzma
+import tarfile
+import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from clstm_ppo.data.csv_source import _is_folder, _to_float
 from clstm_ppo.data.frames import OPTIONAL_QUOTE_COLUMNS, QUOTE_COLUMNS, validate_quotes
 from clstm_ppo.errors import DataError
 
@@ -126,12 +136,33 @@ def _normalise(columns: pd.Index) -> dict[str, str]:
     return {_norm(c): str(c) for c in columns}
 
 
+# What a damaged compressed file raises while pandas decompresses it (zlib.error, LZMAError and
+# BadZipFile are no OSError), and ImportError for a format whose optional module is missing
+# (``.zst``): every one is the file's fault or the setup's, never a reason for a traceback.
+_READ_ERRORS = (
+    pd.errors.ParserError,
+    UnicodeDecodeError,
+    ValueError,
+    OSError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    ImportError,
+)
+
+
 def _read_csv(path: Path, **kwargs: object) -> pd.DataFrame:
+    # Only a regular file may be opened: a FIFO would block until a writer appears and a device
+    # can stream forever. _is_folder raises one line for those and for a missing path.
+    if _is_folder(path):
+        raise DataError(f"{path}: is a folder, not an option-chain file")
     try:
         return pd.read_csv(path, encoding="utf-8-sig", dtype=str, skip_blank_lines=False, **kwargs)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file (no header line)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as error:
+    except _READ_ERRORS as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataError(f"{path}: cannot read as CSV ({reason})") from None
 
@@ -168,12 +199,26 @@ def _parse_dates(raw: pd.Series, path: Path, column: str, lines: np.ndarray) -> 
 
 
 def _numbers(raw: pd.Series, path: Path, column: str, lines: np.ndarray) -> pd.Series:
-    values = pd.to_numeric(raw.str.strip(), errors="coerce").astype(float)
+    # The cells are text (dtype=str), so to_numeric reads a 400-digit number as inf (refused
+    # below); csv_source's _to_float also turns the OverflowError that such a number raises when
+    # pandas holds it as a Python int into one line, so no input shape can traceback here.
+    values = pd.Series(_to_float(raw.str.strip(), column, path, lines), index=raw.index)
     bad = np.flatnonzero((values.isna() & raw.notna()).to_numpy())
     if bad.size:
         raise DataError(
             f"{path}: line {lines[bad[0]]}: column '{column}': cannot parse number "
             f"{raw.iloc[bad[0]]!r}"
+        )
+    # A 400-digit number (or 1e400, or "inf") reads as inf. validate_quotes would refuse it too,
+    # but under the schema's name (underlying_price is the mid of two CBOE columns); naming the
+    # file's own column here tells the user which cell to open.
+    bad = np.flatnonzero(np.isinf(values.to_numpy()))
+    if bad.size:
+        text = str(raw.iloc[bad[0]]).strip()
+        shown = text if len(text) <= 24 else f"{text[:20]}... ({len(text)} characters)"
+        raise DataError(
+            f"{path}: line {lines[bad[0]]}: column '{column}': {shown} is not a finite number "
+            "(rule: every numeric value must be finite)"
         )
     return values
 
@@ -350,12 +395,16 @@ class ChainReplay:
         skip_unknown: bool = False,
     ) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise DataError(f"{self.path}: no such file or folder")
-        if self.path.is_dir():
-            found = sorted(
-                p for p in self.path.iterdir() if p.is_file() and p.name.endswith(_SUFFIXES)
-            )
+        # _is_folder refuses a FIFO, socket or device (and a missing path) before anything opens
+        # it; inside a folder, is_file() leaves such entries out for the same reason.
+        if _is_folder(self.path):
+            try:
+                found = sorted(
+                    p for p in self.path.iterdir() if p.is_file() and p.name.endswith(_SUFFIXES)
+                )
+            except OSError as error:  # e.g. a folder without read permission
+                reason = error.strerror or str(error)
+                raise DataError(f"{self.path}: cannot list the folder ({reason})") from None
             if not found:
                 raise DataError(f"{self.path}: folder holds no .csv or .csv.gz files")
         else:
@@ -403,6 +452,10 @@ class ChainReplay:
                 lines = np.arange(len(raw)) + 2
                 quoted = raw.notna().all(axis=1) if len(keys) > 2 else raw.notna().any(axis=1)
                 raw, lines = raw[quoted.to_numpy()], lines[quoted.to_numpy()]
+                if len(raw) == 0:  # said as _read says it; an empty index has no dates to list
+                    if len(keys) > 2:
+                        raise DataError(f"{file}: no row has both bid_close and ask_close")
+                    raise DataError(f"{file}: no data rows after the header")
                 dates = _parse_dates(raw[keys[0]], file, keys[0], lines)
                 symbols = raw[keys[1]].str.strip().str.lstrip("^").str.upper()
                 part = pd.DataFrame({"date": dates.to_numpy(), "symbol": symbols.to_numpy()})
@@ -416,7 +469,8 @@ class ChainReplay:
 
     def underlyings(self) -> list[str]:
         """Every underlying symbol (``^VIX`` is reported as ``VIX``), sorted."""
-        return sorted(self._scan()["symbol"].unique().tolist())
+        # A blank symbol cell is NaN, which sorted() cannot compare with the names.
+        return sorted(self._scan()["symbol"].dropna().unique().tolist())
 
     def chain(self, date: str | dt.date | pd.Timestamp) -> pd.DataFrame:
         """All contracts quoted on ``date``, from every file that holds it, sorted."""
