@@ -12,7 +12,12 @@ from clstm_ppo.data.calendar import is_trading_day
 from clstm_ppo.data.market import MarketData
 from clstm_ppo.errors import DataError
 from clstm_ppo.options.chain import build_option_market, option_market_for_spec, strike_step
-from clstm_ppo.options.surface import atm_term, garch_forecast_vol
+from clstm_ppo.options.surface import (
+    THIRTY_DAYS,
+    atm_from_index,
+    atm_term,
+    garch_forecast_vol,
+)
 
 FAST = MarketConfig(garch_refit_every=63)
 
@@ -70,7 +75,11 @@ def test_vix_days_use_vix_and_garch_fills_earlier_days(spx_market) -> None:
     day = spx_market.day_index("2016-01-04")
     assert levels.source[day] == "vix"
     vix_close = load_bundled("VIX").bars.loc["2016-01-04", "close"]
-    assert levels.vol_30d[day] == pytest.approx(vix_close / 100.0 * MarketConfig().vix_atm_ratio)
+    # SSVI: the ATM level at which the model smile's variance swap is VIX (x vix_atm_ratio).
+    config = MarketConfig()
+    theta = atm_from_index(np.array(vix_close / 100.0), THIRTY_DAYS, levels.rho[day], config)
+    assert levels.vol_30d[day] == pytest.approx(np.sqrt(theta / THIRTY_DAYS), rel=1e-12)
+    assert levels.vol_30d[day] < vix_close / 100.0 * config.vix_atm_ratio
     early = spx_market.day_index("2008-10-10")
     assert levels.source[early] == "garch"
     assert levels.vol_30d[early] > 0.4  # the October 2008 crash

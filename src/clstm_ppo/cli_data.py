@@ -115,7 +115,7 @@ def _chain_table(chain, expiry, spot: float, width: int) -> Table:
         put = puts.loc[strike] if strike in puts.index else None
 
         def cell(side, field: str, fmt: str) -> str:
-            if side is None or not np.isfinite(side[field]):
+            if side is None or field not in side.index or not np.isfinite(side[field]):
                 return "-"
             return format(side[field], fmt)
 
@@ -156,7 +156,7 @@ def _cmd_data_chain(args: argparse.Namespace, console: Console) -> int:
             (
                 "atm 30d iv",
                 f"{market.levels.vol_30d[day]:.4f} from {market.levels.source[day]}"
-                + (f" ({vol_index})" if market.levels.source[day] == "vix" else ""),
+                + (f" ({vol_index})" if market.levels.source[day] in ("vix", "vix_term") else ""),
             ),
         ]
     spot = float(chain.underlying_price.iloc[0])
@@ -176,15 +176,42 @@ def _cmd_data_chain(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _fetch_indices(args: argparse.Namespace, console: Console) -> int:
+    """``--source cboe|fred``: whole index histories into ``cache_dir/indices``."""
+    from clstm_ppo.data.index_fetch import check_symbols, fetch_indices
+
+    # These endpoints serve the whole history; a date range or kind would be silently ignored.
+    for flag, value in (("--kind", args.kind), ("--start", args.start), ("--end", args.end)):
+        if value is not None:
+            raise ConfigError(f"{flag}: --source {args.source} downloads the whole history")
+    symbols = check_symbols(args.source, args.symbols)  # before anything else: a typo is free
+    config = _config(argparse.Namespace(**{**vars(args), "source": None}))
+    for path, values in fetch_indices(args.source, symbols, config.data.cache_dir):
+        console.print(
+            f"cached {path} ({len(values)} rows, {values.index[0]:%Y-%m-%d} to "
+            f"{values.index[-1]:%Y-%m-%d})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return 0
+
+
 def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
     from clstm_ppo.data.alpaca import fetch_to_cache
 
+    if args.source in ("cboe", "fred"):
+        return _fetch_indices(args, console)
     if args.source != "alpaca":
         raise ConfigError(f"--source {args.source}: only 'alpaca' downloads; others are local")
     _check_dates(args)  # before the keys are looked up: a flag error needs no account
     config = _config(argparse.Namespace(**{**vars(args), "source": None}))
     paths = fetch_to_cache(
-        args.kind, args.symbols, args.start, args.end, config.data.cache_dir, args.env_file
+        args.kind or "bars",
+        args.symbols,
+        args.start,
+        args.end,
+        config.data.cache_dir,
+        args.env_file,
     )
     for path in paths:
         console.print(f"cached {path}")
@@ -234,15 +261,31 @@ def add_data_commands(commands: Any) -> None:
     _add_config_flags(chain)
     chain.set_defaults(handler=_cmd_data_chain)
 
-    fetch = data_commands.add_parser("fetch", help="download from Alpaca into the Parquet cache")
-    fetch.add_argument("--source", choices=["alpaca"], default="alpaca", help="download source")
+    fetch = data_commands.add_parser(
+        "fetch",
+        help="download into the Parquet cache: Alpaca bars/chains, CBOE vol indices, FRED DGS3MO",
+    )
+    fetch.add_argument(
+        "--source",
+        choices=["alpaca", "cboe", "fred"],
+        default="alpaca",
+        help="alpaca (keys needed), cboe (VIX9D, VIX, VIX3M, VIX6M, VIX1Y, SKEW, VVIX daily "
+        "history) or fred (DGS3MO); cboe/fred refresh the index snapshot used by "
+        "data.vol_indices: auto",
+    )
     fetch.add_argument(
         "--kind",
         choices=["bars", "chain", "option-bars"],
-        default="bars",
-        help="stock bars, option chain snapshot, or historical option bars (from 2024-02)",
+        default=None,
+        help="alpaca only: stock bars (default), option chain snapshot, or historical option "
+        "bars (from 2024-02)",
     )
-    fetch.add_argument("--symbols", nargs="+", required=True, help="symbols to download")
+    fetch.add_argument(
+        "--symbols",
+        nargs="+",
+        required=True,
+        help="symbols to download (cboe/fred also take a comma list: VIX,VIX3M,SKEW)",
+    )
     fetch.add_argument("--start", type=_date, help="first date (YYYY-MM-DD)")
     fetch.add_argument("--end", type=_date, help="last date (YYYY-MM-DD)")
     fetch.add_argument(

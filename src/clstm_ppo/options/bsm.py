@@ -357,14 +357,15 @@ def bsm_mark(
     spot: np.ndarray,
     strike: np.ndarray,
     t: np.ndarray,
-    rate: float,
+    rate: float | np.ndarray,
     div_yield: float,
     sigma: np.ndarray,
     is_call: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Price, delta, gamma, theta and vega in one pass, for the environments' daily marks.
 
-    The hot path of every simulation step: equal-shape float64 1-D arrays, scalar rates, and only
+    The hot path of every simulation step: equal-shape float64 1-D arrays (the rate may also be
+    one per contract: the day's T-bill rate), a scalar dividend yield, and only
     live contracts (``t > 0``, ``sigma > 0``, positive spot and strike; the caller guarantees
     it), so none of :func:`bsm_greeks`' domain handling is repeated. Same formulas and units; the
     tests check it against :func:`bsm_price` and :func:`bsm_greeks`. It runs on torch's CPU
@@ -376,11 +377,16 @@ def bsm_mark(
         for a in (spot, strike, t, sigma)
     )
     sign = torch.from_numpy(np.where(is_call, 1.0, -1.0))
+    r: float | torch.Tensor = (
+        float(rate)
+        if np.ndim(rate) == 0
+        else torch.from_numpy(np.ascontiguousarray(rate, dtype=np.float64))
+    )
     sqrt_t = torch.sqrt(tt)
     stdev = v * sqrt_t
     carry = torch.exp(-div_yield * tt)
     disc_spot = s * carry
-    disc_strike = k * torch.exp(-rate * tt)
+    disc_strike = k * torch.exp(-r * tt)
     d1 = torch.log(disc_spot / disc_strike) / stdev + 0.5 * stdev
     d2 = d1 - stdev
     cdf1 = torch.special.ndtr(sign * d1)
@@ -391,6 +397,6 @@ def bsm_mark(
     gamma = disc_spot * pdf1 / (s * s * stdev)
     vega = disc_spot * pdf1 * sqrt_t
     theta = -disc_spot * pdf1 * v / (2.0 * sqrt_t) + sign * (
-        div_yield * disc_spot * cdf1 - rate * disc_strike * cdf2
+        div_yield * disc_spot * cdf1 - r * disc_strike * cdf2
     )
     return price.numpy(), delta.numpy(), gamma.numpy(), theta.numpy(), vega.numpy()

@@ -1,17 +1,18 @@
 """Modelled option chains: any day of an underlying's history, priced from the past only.
 
-:class:`OptionMarket` holds, per trading day, the spot close and the 30-day ATM implied vol
-(:mod:`clstm_ppo.options.surface`). Quotes are a pure vectorised function of (day, strike,
-expiry, right): Black-Scholes-Merton mid at the surface vol, and a bid/ask from the spread model.
+:class:`OptionMarket` holds, per trading day, the spot close, the ATM term structure, smile
+correlation and rate (:mod:`clstm_ppo.options.surface`). Quotes are a pure vectorised function of
+(day, strike, expiry, right): Black-Scholes-Merton mid at the surface vol with the day's rate for
+discounting and the forward, and a bid/ask from the spread model.
 The environments price thousands of legs per step through :meth:`OptionMarket.quote`;
 :meth:`OptionMarket.chain` lays out a whole listed chain for people and for the replay check.
 
 Spread model (the only place the spread enters; the cost model fills at these bid/ask):
 ``spread = max(spread_min, spread_base * time_value * (1 + spread_moneyness * |m|)
 * (1 + spread_short_dated * max(0, sqrt(30 / days) - 1)) + spread_intrinsic * intrinsic)``,
-with ``m`` the standardised moneyness (market makers quote the time value; the intrinsic part
-is hedged with the underlying, so it adds only a little); bid rounded down and ask up to the
-listing tick ($0.05 under $3, $0.10 above). So
+with ``m`` the standardised moneyness ``ln(K / F) / (ATM vol sqrt(tau))`` (market makers quote
+the time value; the intrinsic part is hedged with the underlying, so it adds only a little); bid
+rounded down and ask up to the listing tick ($0.05 under $3, $0.10 above). So
 far-from-the-money, short-dated and cheap options have wider relative spreads, as in real
 markets. A worthless option quotes 0 bid.
 """
@@ -31,11 +32,20 @@ from clstm_ppo.data.calendar import listed_expiries
 from clstm_ppo.data.market import MarketData
 from clstm_ppo.errors import DataError
 from clstm_ppo.options.bsm import bsm_greeks, bsm_mark, bsm_price, intrinsic_value
-from clstm_ppo.options.surface import AtmLevels, atm_levels, atm_term, surface_vol
+from clstm_ppo.options.surface import (
+    AtmLevels,
+    IndexInputs,
+    atm_levels,
+    atm_term,
+    atm_total_variance,
+    ssvi_vol,
+    surface_vol,
+)
 
 _NICE_STEPS = np.array([0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0])
 _STRIKE_STEP_FRACTION = 0.003  # listed strike spacing is roughly 0.3% of spot near the money
 _NS_PER_DAY = 86_400 * 10**9
+_MIN_TAU = 1e-6
 
 
 class Quotes(NamedTuple):
@@ -132,17 +142,15 @@ class OptionMarket:
             raise ValueError("quote requested for an option past its expiry")
         tau = days / 365.0
         spot = self.spot[day]
-        atm30 = self.levels.vol_30d[day]
-        cfg = self.config
-        iv = surface_vol(atm30, spot, strike, tau, cfg)
-        rate, div = cfg.risk_free_rate, cfg.dividend_yield
+        iv, moneyness_sd, rate = self._surface(day, spot, strike, tau)
+        div = self.config.dividend_yield
         expired = days <= 0
         live_tau = np.where(expired, 1.0, tau)  # placeholder for rows settled at intrinsic
         price = bsm_price(spot, strike, live_tau, rate, div, iv, is_call)
         greeks = bsm_greeks(spot, strike, live_tau, rate, div, iv, is_call)
         intrinsic = intrinsic_value(spot, strike, is_call)
         mid = np.where(expired, intrinsic, price)
-        bid, ask = self._bid_ask(mid, intrinsic, atm30, spot, strike, tau, days)
+        bid, ask = spread_quotes(mid, intrinsic, moneyness_sd, days, self.config)
         itm = intrinsic > 0
         step_delta = np.where(itm, np.where(np.asarray(is_call, bool), 1.0, -1.0), 0.0)
         zero = np.zeros_like(mid)
@@ -158,21 +166,24 @@ class OptionMarket:
             days_to_expiry=days,
         )
 
-    def _bid_ask(
-        self,
-        mid: np.ndarray,
-        intrinsic: np.ndarray,
-        atm30: np.ndarray,
-        spot: np.ndarray,
-        strike: np.ndarray,
-        tau: np.ndarray,
-        days: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _surface(
+        self, day: np.ndarray, spot: np.ndarray, strike: np.ndarray, tau: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Implied vol, standardised moneyness (for the spread) and rate of each contract."""
         cfg = self.config
-        forward = spot * np.exp((cfg.risk_free_rate - cfg.dividend_yield) * tau)
-        sd = atm_term(atm30, tau, cfg) * np.sqrt(np.maximum(tau, 1e-6))
-        moneyness_sd = np.log(strike / forward) / sd
-        return spread_quotes(mid, intrinsic, moneyness_sd, days, cfg)
+        levels = self.levels
+        rate = levels.rate[day]
+        if cfg.smile_model == "quadratic":
+            atm30 = levels.vol_30d[day]
+            iv = surface_vol(atm30, spot, strike, tau, cfg, rate)
+            forward = spot * np.exp((rate - cfg.dividend_yield) * tau)
+            sd = atm_term(atm30, tau, cfg) * np.sqrt(np.maximum(tau, _MIN_TAU))
+            return iv, np.log(strike / forward) / sd, rate
+        tau = np.maximum(tau, _MIN_TAU)  # an expiring contract still gets a (tiny) smile
+        theta = atm_total_variance(levels.knots, day, tau)
+        k = np.log(strike / spot) - (rate - cfg.dividend_yield) * tau
+        iv = ssvi_vol(k, theta, levels.rho[day], tau, cfg)
+        return iv, k / np.sqrt(theta), rate
 
     def mark(
         self, day: np.ndarray, strike: np.ndarray, expiry_ns: np.ndarray, is_call: np.ndarray
@@ -182,14 +193,12 @@ class OptionMarket:
         days = (expiry_ns - self._dates_ns[day]) / _NS_PER_DAY
         tau = days / 365.0
         spot = self.spot[day]
-        atm30 = self.levels.vol_30d[day]
-        iv = surface_vol(atm30, spot, strike, tau, self.config)
-        cfg = self.config
+        iv, moneyness_sd, rate = self._surface(day, spot, strike, tau)
         mid, delta, gamma, theta, vega = bsm_mark(
-            spot, strike, tau, cfg.risk_free_rate, cfg.dividend_yield, iv, is_call
+            spot, strike, tau, rate, self.config.dividend_yield, iv, is_call
         )
         intrinsic = intrinsic_value(spot, strike, is_call)
-        bid, ask = self._bid_ask(mid, intrinsic, atm30, spot, strike, tau, days)
+        bid, ask = spread_quotes(mid, intrinsic, moneyness_sd, days, self.config)
         return mid, bid, ask, delta, gamma, theta, vega
 
     @property
@@ -249,17 +258,38 @@ class OptionMarket:
 
 
 def build_option_market(
-    market: MarketData, vix: MarketData | None, config: MarketConfig
+    market: MarketData,
+    vix: MarketData | None,
+    config: MarketConfig,
+    inputs: IndexInputs | None = None,
 ) -> OptionMarket:
-    """Compute every day's implied-vol level of ``market`` (VIX where given, GARCH otherwise)."""
+    """Compute every day's surface of ``market``: from the index family and rate in ``inputs``
+    where given (:func:`clstm_ppo.data.indices.market_inputs`), VIX where given, GARCH otherwise.
+    ``vix`` wins over ``inputs.vix`` on the days it has."""
     closes = market.bars["close"]
-    levels = atm_levels(closes, None if vix is None else vix.bars["close"], config)
+    levels = atm_levels(closes, None if vix is None else vix.bars["close"], config, inputs)
+    by_source = levels.source_counts()
+    describe = getattr(inputs, "provenance", None)
     provenance = {
         "underlying": market.provenance(),
         "implied_vol_index": None if vix is None else vix.provenance(),
-        "days_from_vix": int(np.sum(levels.source == "vix")),
-        "days_from_garch": int(np.sum(levels.source == "garch")),
+        "surface_inputs": None
+        if inputs is None
+        else (describe() if callable(describe) else type(inputs).__name__),
+        "smile_model": config.smile_model,
+        "days_by_atm_source": by_source,
+        "days_from_vix": by_source["vix"] + by_source["vix_term"],
+        "days_from_garch": by_source["garch"],
         "garch_fits": levels.garch_fits,
+        "rate": {
+            "days_from_series": int(np.sum(levels.rate_source == "tbill")),
+            "days_fallback_constant": int(np.sum(levels.rate_source == "constant")),
+            "fallback_rate": config.risk_free_rate,
+        },
+        "skew": {
+            "days_rho_from_skew": int(np.sum(levels.rho_source == "skew")),
+            "days_rho_constant": int(np.sum(levels.rho_source == "constant")),
+        },
         "market_config": config.model_dump(mode="json"),
     }
     return OptionMarket(
