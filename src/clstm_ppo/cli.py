@@ -67,6 +67,33 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 DATA_FLAGS = {"source": "data.source", "symbol": "data.symbol", "path": "data.path"}
+INDEX_FLAGS = {"vix": "data.vix", "vol_indices": "data.vol_indices"}
+
+
+def add_index_flags(parser: argparse.ArgumentParser) -> None:
+    """``--vix`` and ``--vol-indices``: where the option surface's indices come from."""
+    parser.add_argument(
+        "--vix",
+        metavar="SPEC",
+        help="VIX series for the ATM level: auto, bundled:VIX, csv:PATH or none "
+        "(config data.vix; wins over the VIX of --vol-indices)",
+    )
+    parser.add_argument(
+        "--vol-indices",
+        metavar="auto|bundled|FOLDER|none",
+        help="CBOE VIX family, SKEW, VVIX and FRED DGS3MO for the surface and the rate: the "
+        "fetched cache or the packaged snapshot (auto), the snapshot only (bundled), a folder "
+        "of index files, or none (config data.vol_indices)",
+    )
+
+
+def index_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--vix`` / ``--vol-indices`` as dotted overrides (``none`` is null)."""
+    return {
+        key: None if value.strip().lower() == "none" else value
+        for dest, key in INDEX_FLAGS.items()
+        if (value := getattr(args, dest, None)) is not None
+    }
 
 
 def flag_name(dest: str) -> str:
@@ -103,6 +130,9 @@ def config_from_args(
         value = getattr(args, dest, None)
         if value is not None:
             overrides[key], sources[key] = str(value), flag_name(dest)
+    for key, value in index_overrides(args).items():
+        dest = next(d for d, k in INDEX_FLAGS.items() if k == key)
+        overrides[key], sources[key] = value, flag_name(dest)
     for key, value in (extra or {}).items():
         overrides[key] = value
         sources.pop(key, None)  # a dedicated flag beats --set of the same key
@@ -225,6 +255,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr-schedule", choices=["constant", "warmup_cosine", "plateau"], help="(constant)"
     )
     _add_data_flags(parser)
+    add_index_flags(parser)
     _add_config_flags(parser)
 
 
@@ -377,6 +408,8 @@ def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError("--episodes: must be at least 1")
     # The checkpoint's env picks the keys it reads: csv:/alpaca: specs fit both envs.
     data = None if args.data is None else data_spec_overrides(args.data, ["options", "portfolio"])
+    if index_overrides(args):
+        data = {**(data or {}), **index_overrides(args)}
     run_evaluation(
         args.checkpoint, checkpoints, args.split, output, args.random_seeds, console,
         args.episodes, data_overrides=data,

@@ -131,33 +131,113 @@ def _chain_table(chain, expiry, spot: float, width: int) -> Table:
     return table
 
 
+# The recorded underlying and the model's close may differ a little (SPX vs its settlement
+# value, a close taken at 16:00 vs 16:15); more than this is another underlying or another day.
+COMPARE_SPOT_TOLERANCE = 0.02
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _compare_chain(args: argparse.Namespace, config: Config, console: Console) -> int:
+    """``data chain --compare FILE``: the model priced on a recorded chain's contracts."""
+    import json
+
+    import pandas as pd
+
+    from clstm_ppo.envs.tape import option_market_for, run_specs
+    from clstm_ppo.options.compare import bucket_errors, buckets_table, price_recorded
+    from clstm_ppo.options.replay import ChainReplay
+
+    replay = ChainReplay(args.compare)
+    days = [pd.Timestamp(args.date)] if args.date is not None else replay.dates()
+    real = pd.concat([replay.chain(day) for day in days], ignore_index=True)
+    market = option_market_for(config)
+    spec = run_specs(config)[0]
+    for day, spot in real.groupby("date")["underlying_price"].median().items():
+        model_spot = float(market.spot[market.day_index(day)])
+        if abs(model_spot / spot - 1.0) > COMPARE_SPOT_TOLERANCE:
+            raise DataError(
+                f"{args.compare}: underlying {spot:.2f} on {day.date()} but {spec} closed at "
+                f"{model_spot:.2f} (more than {COMPARE_SPOT_TOLERANCE:.0%} apart): pass --data "
+                "with the chain's underlying"
+            )
+    result = bucket_errors(price_recorded(real, market))
+    result["file"] = str(args.compare)
+    result["days"] = [f"{day:%Y-%m-%d}" for day in days]
+    result["model"] = {
+        "data": spec,
+        "smile_model": config.market.smile_model,
+        "atm_source_by_day": {
+            f"{day:%Y-%m-%d}": str(market.levels.source[market.day_index(day)]) for day in days
+        },
+    }
+    if args.json:
+        print(json.dumps(_json_safe(result)))  # an empty bucket's NaN is null, as JSON allows
+        return 0
+    _print_fields(
+        console,
+        [
+            ("recorded", f"{args.compare} ({len(days)} days, {len(real)} contracts)"),
+            ("model", f"{config.market.smile_model} surface on {spec}"),
+        ],
+    )
+    frame = buckets_table(result)
+    table = Table(title="model vs recorded (medians: % error of mid, spreads in $)")
+    for header in ("right", "K/S-1", "days", "n", "|error|", "error", "real spread", "model"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in frame.itertuples(index=False):
+        table.add_row(
+            *(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row)  # n stays an int
+        )
+    console.print(table)
+    return 0
+
+
 def _cmd_data_chain(args: argparse.Namespace, console: Console) -> int:
     import pandas as pd
 
     config = _config(args)
+    if args.compare is not None:
+        if args.replay is not None:
+            raise ConfigError("--compare: not with --replay (--compare already reads the file)")
+        return _compare_chain(args, config, console)
+    if args.json:
+        raise ConfigError("--json: only with --compare")
+    if args.date is None:
+        raise ConfigError("--date: required (except with --compare, which reads every day)")
     if args.replay is not None:
         from clstm_ppo.options.replay import ChainReplay
 
         chain = ChainReplay(args.replay).chain(pd.Timestamp(args.date))
         fields = [("source", f"recorded quotes ({args.replay})")]
     else:
-        from clstm_ppo.data.market import underlying_spec, vix_spec
-        from clstm_ppo.options.chain import option_market_for_spec
+        from clstm_ppo.envs.tape import option_market_for, run_specs
 
-        data = config.data
-        spec = underlying_spec(data.source, data.symbol, data.path)
-        requested = data.vix if args.vix is None else (None if args.vix == "none" else args.vix)
-        vol_index = vix_spec(requested, data.source, data.symbol)
-        market = option_market_for_spec(spec, vol_index, config.market)
+        spec, vol_index, indices = run_specs(config)
+        market = option_market_for(config)
         chain = market.chain(args.date)
         day = market.day_index(args.date)
+        levels = market.levels
+        atm_source = levels.source[day]
+        origin = {"vix": "VIX close", "vix_term": "VIX family"}
         fields = [
-            ("source", f"model: Black-Scholes-Merton on {spec}"),
+            ("source", f"model: {config.market.smile_model} surface on {spec}"),
             (
                 "atm 30d iv",
-                f"{market.levels.vol_30d[day]:.4f} from {market.levels.source[day]}"
-                + (f" ({vol_index})" if market.levels.source[day] in ("vix", "vix_term") else ""),
+                f"{levels.vol_30d[day]:.4f} from {atm_source}"
+                + (f" ({origin[atm_source]})" if atm_source in origin else ""),
             ),
+            ("rate", f"{levels.rate[day]:.4f} ({levels.rate_source[day]})"),
+            ("vix", str(vol_index)),
+            ("vol indices", str(indices)),
         ]
     spot = float(chain.underlying_price.iloc[0])
     expiries = pd.DatetimeIndex(np.sort(chain.expiry.unique()))
@@ -220,7 +300,7 @@ def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
 
 def add_data_commands(commands: Any) -> None:
     """Add ``data show|chain|fetch`` to the top-level subparsers."""
-    from clstm_ppo.cli import _add_config_flags, _add_data_flags, _date, _Parser
+    from clstm_ppo.cli import _add_config_flags, _add_data_flags, _date, _Parser, add_index_flags
 
     data = commands.add_parser("data", help="inspect and download market data")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -247,14 +327,22 @@ def add_data_commands(commands: Any) -> None:
     chain = data_commands.add_parser(
         "chain", help="price the listed option chain of one day (or show recorded quotes)"
     )
-    chain.add_argument("--date", type=_date, required=True, help="trading day (YYYY-MM-DD)")
-    _add_data_flags(chain)
     chain.add_argument(
-        "--vix", help="implied-vol index spec for the ATM level (bundled:VIX, csv:PATH, none)"
+        "--date", type=_date, help="trading day (YYYY-MM-DD); with --compare, one of its days"
     )
+    _add_data_flags(chain)
+    add_index_flags(chain)
     chain.add_argument(
         "--replay", type=Path, help="show a recorded end-of-day chain file instead of the model"
     )
+    chain.add_argument(
+        "--compare",
+        type=Path,
+        metavar="FILE",
+        help="price a recorded chain file's (or folder's) contracts with the model and print the "
+        "errors by moneyness and days to expiry (every day in the file unless --date)",
+    )
+    chain.add_argument("--json", action="store_true", help="with --compare: one JSON object")
     chain.add_argument("--expiries", type=int, default=3, help="expiries to print (default 3)")
     chain.add_argument("--width", type=int, default=6, help="strikes each side of the money")
     chain.add_argument("--output", type=Path, help="write the whole chain to this CSV file")

@@ -210,6 +210,20 @@ def vix_spec(vix: str | None, source: str, symbol: str | None) -> str | None:
     return "bundled:VIX" if is_spx else None
 
 
+# Tickers whose options are priced off the S&P 500's implied-vol indices (VIX family, SKEW).
+SP500_SYMBOLS = frozenset({"SPX", "SPXW", "SP500", "^GSPC", "^SPX", "SPY", "XSP"})
+
+
+def vol_indices_spec(vol_indices: str | None, source: str, symbol: str | None) -> str | None:
+    """Resolve ``data.vol_indices``: ``auto`` is the cache-or-snapshot index family for an
+    S&P 500 underlying (the bundled SPX, or SPX/SPXW/SPY/^GSPC from any source), else none:
+    the VIX family measures the S&P 500's options, not another stock's."""
+    if vol_indices != "auto":
+        return vol_indices
+    name = (symbol or ("SPX" if source == "bundled" else "")).upper()
+    return "auto" if name in SP500_SYMBOLS else None
+
+
 def load_spec(spec: str, **kwargs: Any) -> MarketData:
     """``load_bars`` from a ``SOURCE:ARGUMENT`` spec such as ``bundled:SPX`` or ``csv:PATH``."""
     source, symbol, path = spec_fields(spec)

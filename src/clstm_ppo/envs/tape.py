@@ -7,7 +7,10 @@ splits. Nothing here is computed with future data:
 - indicators come from ``stockstats`` (FinRL's library: MACD, RSI-30, CCI-30, DX-30, Bollinger
   bands), all trailing windows / causal EWMs;
 - realised vol is a trailing 21-day standard deviation;
-- implied vol is the option market's 30-day ATM level (VIX or a past-only GARCH forecast);
+- implied vol is the option market's 30-day ATM level: from the VIX family of the same day's
+  close where ``data.vol_indices`` gives it (CBOE publishes at 16:15 ET), else VIX, else a
+  past-only GARCH forecast; the T-bill rate is the last DGS3MO dated before the day
+  (:func:`clstm_ppo.data.indices.market_inputs`);
 - turbulence (FinRL's definition) is the Mahalanobis distance of day ``t``'s vector (underlying
   log return, log change of implied vol, log change of volume) from the mean of the trailing
   ``turbulence_window`` days ``t - W .. t - 1`` under their covariance;
@@ -44,7 +47,16 @@ import pandas as pd
 import stockstats
 
 from clstm_ppo.config import Config, config_from_key, config_key
-from clstm_ppo.data.market import MarketData, load_spec, parse_spec, underlying_spec, vix_spec
+from clstm_ppo.data.indices import MarketInputs, market_inputs
+from clstm_ppo.data.market import (
+    MarketData,
+    load_spec,
+    parse_spec,
+    spec_fields,
+    underlying_spec,
+    vix_spec,
+    vol_indices_spec,
+)
 from clstm_ppo.data.splits import SPLIT_NAMES, split_range
 from clstm_ppo.errors import DataError
 from clstm_ppo.options.chain import OptionMarket, build_option_market
@@ -201,9 +213,14 @@ class MarketTape:
         )
 
 
-def build_tape(market: MarketData, vix: MarketData | None, config: Config) -> MarketTape:
+def build_tape(
+    market: MarketData,
+    vix: MarketData | None,
+    config: Config,
+    inputs: MarketInputs | None = None,
+) -> MarketTape:
     """Compute the tape of ``market`` (see the module docstring for every rule)."""
-    option_market = build_option_market(market, vix, config.market)
+    option_market = build_option_market(market, vix, config.market, inputs)
     bars = market.bars
     raw = indicator_frame(bars)
     raw["implied_vol"] = option_market.levels.vol_30d
@@ -353,20 +370,58 @@ def _load_ranged(spec: str, config: Config, **kwargs: Any) -> MarketData:
         ) from None
 
 
+def surface_inputs(
+    market: MarketData, indices_spec: str | None, config: Config
+) -> MarketInputs | None:
+    """The index family and T-bill rate on ``market``'s trading days (None: no indices)."""
+    if indices_spec is None:
+        return None
+    try:
+        return market_inputs(market.bars.index, indices_spec, config.data.cache_dir)
+    except DataError as error:
+        raise DataError(f"data.vol_indices (--vol-indices) {indices_spec!r}: {error}") from None
+
+
+def run_specs(config: Config, data: str | None = None) -> tuple[str, str | None, str | None]:
+    """``(underlying, vix, vol_indices)`` specs of a run: ``data`` (or the config's data
+    section) with ``data.vix`` and ``data.vol_indices`` resolved for its symbol."""
+    d = config.data
+    spec = data or underlying_spec(d.source, d.symbol, d.path)
+    source, symbol, _ = spec_fields(spec)
+    if source != "bundled":
+        symbol = d.symbol or symbol
+    return spec, vix_spec(d.vix, source, symbol), vol_indices_spec(d.vol_indices, source, symbol)
+
+
 @lru_cache(maxsize=4)
-def _cached_tape(data_spec: str, vol_spec: str | None, config_json: str, seed: int) -> MarketTape:
+def _cached_tape(
+    data_spec: str, vol_spec: str | None, indices_spec: str | None, config_json: str, seed: int
+) -> MarketTape:
     config = config_from_key(config_json)
     market = _load_ranged(data_spec, config, seed=seed)
     vix = None if vol_spec is None else _load_ranged(vol_spec, config, required=("close",))
-    return build_tape(market, vix, config)
+    return build_tape(market, vix, config, surface_inputs(market, indices_spec, config))
 
 
 def tape_for(config: Config, data: str | None = None) -> MarketTape:
     """The tape of a config (or of an explicit ``data`` spec), built once per process."""
-    d = config.data
-    spec = data or underlying_spec(d.source, d.symbol, d.path)
-    source, _, argument = spec.partition(":")
-    symbol = argument if source == "bundled" else d.symbol
+    spec, vix, indices = run_specs(config, data)
     relevant = config_key(config, {"data", "market", "env"})
-    seed = config.train.seed if source == "synthetic" else 0  # only simulated data depends on it
-    return _cached_tape(spec, vix_spec(d.vix, source, symbol), relevant, seed)
+    seed = config.train.seed if parse_spec(spec)[0] == "synthetic" else 0  # only simulated data
+    return _cached_tape(spec, vix, indices, relevant, seed)
+
+
+def option_market_for(
+    config: Config, data: str | None = None, vix: str | None = "config"
+) -> OptionMarket:
+    """The option market alone (no indicators or splits) of a run's data, e.g. for ``data
+    chain``; ``vix`` overrides ``data.vix`` unless left at ``"config"``."""
+    spec, config_vix, indices = run_specs(config, data)
+    vix_spec_used = config_vix if vix == "config" else vix
+    market = _load_ranged(spec, config, seed=config.train.seed)
+    vix_data = (
+        None if vix_spec_used is None else _load_ranged(vix_spec_used, config, required=("close",))
+    )
+    return build_option_market(
+        market, vix_data, config.market, surface_inputs(market, indices, config)
+    )

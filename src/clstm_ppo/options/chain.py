@@ -158,7 +158,7 @@ class OptionMarket:
             bid=bid,
             ask=ask,
             mid=mid,
-            iv=iv,
+            iv=np.where(expired, np.nan, iv),  # a settled contract has no implied vol
             delta=np.where(expired, step_delta, greeks.delta),
             gamma=np.where(expired, zero, greeks.gamma),
             theta=np.where(expired, zero, greeks.theta),
